@@ -1,0 +1,145 @@
+"""Lazy operator algebra: ``A + B``, ``c * A``, ``A @ B``, ``A.T``, ``A.shift(sigma)``.
+
+Nothing is formed: each node stores its operands and applies them on demand.
+Operands must share a backend and a device; the result dtype follows the
+backend's type promotion (float32 with float64 gives float64).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any
+
+from specop import backends
+from specop.operators.base import LinearOperator, check_square
+
+__all__ = ["SumOperator", "ScaledOperator", "ProductOperator", "TransposeOperator",
+           "ShiftedOperator", "as_real_scalar", "check_compatible"]
+
+
+def as_real_scalar(c: Any, what: str) -> float:
+    """``float(c)`` for a finite real number; ``TypeError``/``ValueError`` otherwise."""
+    if backends.is_array(c) and getattr(c, "ndim", None) == 0:
+        c = float(backends.to_numpy(c))
+    if isinstance(c, bool) or not isinstance(c, numbers.Real):
+        raise TypeError(f"{what}: expected a real scalar, got {type(c).__name__}")
+    c = float(c)
+    if not math.isfinite(c):
+        raise ValueError(f"{what}: expected a finite scalar, got {c}")
+    return c
+
+
+def check_compatible(A: LinearOperator, B: LinearOperator, what: str) -> None:
+    """Raise ``TypeError`` if ``A`` and ``B`` live on different backends or devices."""
+    if A.backend != B.backend:
+        raise TypeError(f"{what}: operators of two backends were mixed: {A.backend} and {B.backend}")
+    if not backends.same_device(A.device, B.device):
+        raise TypeError(f"{what}: operators on two devices were mixed: {A.device} and {B.device}")
+
+
+def _result_dtype(*ops: LinearOperator) -> Any:
+    return ops[0].xp.result_type(*(op.dtype for op in ops))
+
+
+def _cast(xp: Any, Y: Any, dtype: Any) -> Any:
+    return Y if Y.dtype == dtype else xp.astype(Y, dtype)
+
+
+class SumOperator(LinearOperator):
+    """``A_1 + A_2 + ...`` (nested sums are flattened)."""
+
+    def __init__(self, *ops: LinearOperator) -> None:
+        flat: list[LinearOperator] = []
+        for op in ops:
+            flat.extend(op.ops if isinstance(op, SumOperator) else [op])
+        first = flat[0]
+        for op in flat[1:]:
+            check_compatible(first, op, "A + B")
+            if op.shape != first.shape:
+                raise ValueError(f"A + B: shapes {first.shape} and {op.shape} differ")
+        self.ops = tuple(flat)
+        super().__init__(first.shape, _result_dtype(*flat), xp=first.xp, device=first.device,
+                         symmetric=all(op.is_symmetric for op in flat))
+
+    def _apply(self, V: Any, adjoint: bool) -> Any:
+        out = None
+        for op in self.ops:
+            W = _cast(self.xp, V, op.dtype)
+            Y = _cast(self.xp, op._rmatmat(W) if adjoint else op._matmat(W), self.dtype)
+            out = Y if out is None else out + Y
+        return out
+
+    def _matmat(self, V: Any) -> Any:
+        return self._apply(V, adjoint=False)
+
+    def _rmatmat(self, V: Any) -> Any:
+        return self._apply(V, adjoint=True)
+
+
+class ScaledOperator(LinearOperator):
+    """``c * A`` for a real scalar ``c``."""
+
+    def __init__(self, op: LinearOperator, c: Any) -> None:
+        c = as_real_scalar(c, "c * A")
+        if isinstance(op, ScaledOperator):
+            op, c = op.op, c * op.c
+        self.op, self.c = op, c
+        super().__init__(op.shape, op.dtype, xp=op.xp, device=op.device, symmetric=op.is_symmetric)
+
+    def _matmat(self, V: Any) -> Any:
+        return self.c * self.op._matmat(V)
+
+    def _rmatmat(self, V: Any) -> Any:
+        return self.c * self.op._rmatmat(V)
+
+
+class ProductOperator(LinearOperator):
+    """``A @ B`` applied as ``A @ (B @ V)``."""
+
+    def __init__(self, A: LinearOperator, B: LinearOperator) -> None:
+        check_compatible(A, B, "A @ B")
+        if A.shape[1] != B.shape[0]:
+            raise ValueError(f"A @ B: inner dimensions of shapes {A.shape} and {B.shape} differ")
+        self.A, self.B = A, B
+        super().__init__((A.shape[0], B.shape[1]), _result_dtype(A, B), xp=A.xp, device=A.device)
+
+    def _matmat(self, V: Any) -> Any:
+        W = self.B._matmat(_cast(self.xp, V, self.B.dtype))
+        return _cast(self.xp, self.A._matmat(_cast(self.xp, W, self.A.dtype)), self.dtype)
+
+    def _rmatmat(self, V: Any) -> Any:
+        W = self.A._rmatmat(_cast(self.xp, V, self.A.dtype))
+        return _cast(self.xp, self.B._rmatmat(_cast(self.xp, W, self.B.dtype)), self.dtype)
+
+
+class TransposeOperator(LinearOperator):
+    """``A.T``: swaps the product and the adjoint product of ``A``."""
+
+    def __init__(self, op: LinearOperator) -> None:
+        self.op = op
+        super().__init__((op.shape[1], op.shape[0]), op.dtype, xp=op.xp, device=op.device)
+
+    def _matmat(self, V: Any) -> Any:
+        return self.op._rmatmat(V)
+
+    def _rmatmat(self, V: Any) -> Any:
+        return self.op._matmat(V)
+
+    def transpose(self) -> LinearOperator:
+        return self.op
+
+
+class ShiftedOperator(LinearOperator):
+    """``A - sigma * I`` for a square ``A`` (one product, one axpy)."""
+
+    def __init__(self, op: LinearOperator, sigma: Any) -> None:
+        check_square(op, "A.shift(sigma)")
+        self.op, self.sigma = op, as_real_scalar(sigma, "A.shift(sigma)")
+        super().__init__(op.shape, op.dtype, xp=op.xp, device=op.device, symmetric=op.is_symmetric)
+
+    def _matmat(self, V: Any) -> Any:
+        return self.op._matmat(V) - self.sigma * V
+
+    def _rmatmat(self, V: Any) -> Any:
+        return self.op._rmatmat(V) - self.sigma * V

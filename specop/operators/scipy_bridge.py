@@ -1,0 +1,125 @@
+"""Both directions between specop and :mod:`scipy.sparse.linalg`.
+
+``op.to_scipy()`` gives a real :class:`scipy.sparse.linalg.LinearOperator` (numpy in,
+numpy out; data moves to and from the operator's device), accepted by ``eigsh``,
+``cg``, ``minres``, ``lobpcg`` and ``expm_multiply``. :func:`aslinearoperator`
+turns arrays of every backend, scipy sparse matrices/arrays and scipy linear
+operators into specop operators.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import scipy.sparse
+import scipy.sparse.linalg as spla
+
+from specop import backends
+from specop.operators.base import LinearOperator
+from specop.operators.concrete import DenseOperator
+
+__all__ = ["aslinearoperator", "to_scipy", "SparseOperator", "ScipyOperator"]
+
+
+class _ScipyView(spla.LinearOperator):
+    """scipy view of a specop operator (numpy arrays in and out)."""
+
+    def __init__(self, op: LinearOperator) -> None:
+        self.op = op
+        super().__init__(dtype=np.dtype(backends.dtype_name(op.dtype)), shape=op.shape)
+
+    def _move(self, x: np.ndarray) -> Any:
+        return backends.from_numpy(np.asarray(x, dtype=self.dtype), self.op.xp, self.op.device, self.op.dtype)
+
+    @staticmethod
+    def _back(y: Any) -> np.ndarray:
+        out = backends.to_numpy(y)
+        return out if out.flags.writeable else out.copy()
+
+    def _matvec(self, x: np.ndarray) -> np.ndarray:
+        return self._back(self.op.matvec(self._move(np.ravel(x))))
+
+    def _matmat(self, X: np.ndarray) -> np.ndarray:
+        return self._back(self.op.matmat(self._move(X)))
+
+    def _rmatvec(self, x: np.ndarray) -> np.ndarray:
+        return self._back(self.op.rmatvec(self._move(np.ravel(x))))
+
+    def _rmatmat(self, X: np.ndarray) -> np.ndarray:
+        return self._back(self.op.rmatmat(self._move(X)))
+
+
+def to_scipy(op: LinearOperator) -> spla.LinearOperator:
+    """A :class:`scipy.sparse.linalg.LinearOperator` that applies ``op``."""
+    return _ScipyView(op)
+
+
+class SparseOperator(LinearOperator):
+    """A scipy sparse matrix or array (numpy backend)."""
+
+    def __init__(self, matrix: Any, *, symmetric: bool | None = None) -> None:
+        A = scipy.sparse.csr_array(matrix)
+        backends.check_floating(np, A.dtype.type, "SparseOperator")
+        if symmetric is None:
+            symmetric = A.shape[0] == A.shape[1] and (A != A.T).nnz == 0
+        self.matrix = A
+        super().__init__(A.shape, A.dtype.type, xp=backends.namespace("numpy"), symmetric=symmetric)
+
+    def _matmat(self, V: Any) -> Any:
+        return np.asarray(self.matrix @ V)
+
+    def _rmatmat(self, V: Any) -> Any:
+        return np.asarray(self.matrix.T @ V)
+
+    def to_dense(self) -> Any:
+        return self.matrix.toarray()
+
+
+class ScipyOperator(LinearOperator):
+    """A :class:`scipy.sparse.linalg.LinearOperator` wrapped for specop (numpy backend)."""
+
+    def __init__(self, op: spla.LinearOperator, *, symmetric: bool = False) -> None:
+        dtype = np.dtype(op.dtype if op.dtype is not None else np.float64)
+        backends.check_floating(np, dtype.type, "ScipyOperator")
+        self.op = op
+        super().__init__(op.shape, dtype.type, xp=backends.namespace("numpy"), symmetric=symmetric)
+
+    def _matmat(self, V: Any) -> Any:
+        return np.asarray(self.op.matmat(V), dtype=self.dtype)
+
+    def _rmatmat(self, V: Any) -> Any:
+        if self.is_symmetric:
+            return self._matmat(V)
+        return np.asarray(self.op.rmatmat(V), dtype=self.dtype)
+
+
+def aslinearoperator(x: Any, *, symmetric: bool | None = None) -> LinearOperator:
+    """Turn ``x`` into a specop :class:`LinearOperator`.
+
+    Parameters
+    ----------
+    x : operator, array, scipy sparse matrix/array or scipy LinearOperator
+        A specop operator is returned as is; a 2-D float array of numpy, torch,
+        jax, cupy or array-api-strict becomes a :class:`DenseOperator` on its
+        backend and device; scipy sparse input a :class:`SparseOperator`; a scipy
+        ``LinearOperator`` a :class:`ScipyOperator` (a view made by
+        :meth:`LinearOperator.to_scipy` is unwrapped back to its operator).
+    symmetric : bool, optional
+        Declares symmetry. ``None`` checks it exactly for dense and sparse input
+        and assumes non-symmetric for scipy operators.
+    """
+    if isinstance(x, LinearOperator):
+        return x
+    if isinstance(x, _ScipyView):
+        return x.op
+    if scipy.sparse.issparse(x):
+        return SparseOperator(x, symmetric=symmetric)
+    if isinstance(x, spla.LinearOperator):
+        return ScipyOperator(x, symmetric=bool(symmetric))
+    if backends.is_array(x):
+        return DenseOperator(x, symmetric=symmetric)
+    raise TypeError(
+        "aslinearoperator: expected a LinearOperator, a 2-D array, a scipy sparse matrix or a "
+        f"scipy LinearOperator, got {type(x).__name__}"
+    )
