@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["NonFiniteError"]
+__all__ = ["NonFiniteError", "ConvergenceWarning"]
 
 
 class NonFiniteError(ArithmeticError):
@@ -10,4 +10,11 @@ class NonFiniteError(ArithmeticError):
 
     The message names the algorithm and the step at which the non-finite value
     appeared, so the offending matvec can be reproduced.
+    """
+
+
+class ConvergenceWarning(RuntimeWarning):
+    """An iterative method stopped at its iteration limit before meeting its tolerance.
+
+    The result it returns holds everything computed so far, with its residuals.
     """

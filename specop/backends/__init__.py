@@ -192,7 +192,7 @@ def to_numpy(x: Any) -> np.ndarray:
 
 def from_numpy(a: np.ndarray, xp: ModuleType, device: Any = None, dtype: Any = None) -> Any:
     """Array of namespace ``xp`` on ``device`` holding the values of ``a``."""
-    a = np.ascontiguousarray(a)
+    a = np.asarray(a, order="C")  # not ascontiguousarray: it turns a 0-d array into shape (1,)
     if backend_name(xp) == "numpy":
         return a if dtype is None else a.astype(dtype, copy=False)
     kw = {} if device is None else {"device": device}
@@ -255,7 +255,12 @@ def batched_apply(fn: Callable[[Any], Any], V: Any, xp: ModuleType) -> Any:
 
 
 def assign(M: Any, index: Any, v: Any) -> Any:
-    """``M[index] = v``, in place where the backend allows (a new array for jax); returns ``M``."""
+    """``M[index] = v``, in place where the backend allows (a new array for jax); returns ``M``.
+
+    An integer ``index`` selects a row (``M[index, ...]``).
+    """
+    if isinstance(index, int):
+        index = (index, Ellipsis)
     if aac.is_writeable_array(M):
         M[index] = v
         return M
