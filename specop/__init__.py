@@ -8,7 +8,7 @@ that run unchanged on all of them.
 """
 
 from specop import random
-from specop._errors import NonFiniteError
+from specop._errors import ConvergenceWarning, NonFiniteError
 from specop.linalg import *  # noqa: F403
 from specop.linalg import __all__ as _linalg_all
 from specop.operators import (
@@ -34,6 +34,7 @@ __all__ = [
     "ScipyOperator",
     "aslinearoperator",
     "NonFiniteError",
+    "ConvergenceWarning",
     "random",
     *_linalg_all,
 ]

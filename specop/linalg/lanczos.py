@@ -81,7 +81,7 @@ class LanczosResult:
 
     alpha: np.ndarray
     beta: np.ndarray
-    basis: Any = None
+    basis: Any = field(default=None, repr=False)
     breakdown: bool = False
     steps_done: int = 0
     matvecs: int = 0

@@ -131,7 +131,9 @@ class LinearOperator:
             raise TypeError(f"{what}: the operator is on device {self.device} but the input is on {dev}")
         if x.ndim != ndim or x.shape[0] != size:
             want = f"({size},)" if ndim == 1 else f"({size}, k)"
-            raise ValueError(f"{what}: operator of shape {self.shape} expects input of shape {want}, got {tuple(x.shape)}")
+            raise ValueError(
+                f"{what}: operator of shape {self.shape} expects input of shape {want}, got {tuple(x.shape)}"
+            )
         if x.dtype != self.dtype:
             backends.check_floating(self.xp, x.dtype, what)
             x = self.xp.astype(x, self.dtype)
@@ -143,7 +145,8 @@ class LinearOperator:
 
     def matmat(self, V: Any) -> Any:
         """``A @ V`` for ``V`` of shape ``(n, k)``; returns shape ``(m, k)``."""
-        return self._matmat(self._check_input(V, 2, self.shape[1], "matmat"))
+        V = self._check_input(V, 2, self.shape[1], "matmat")
+        return self._no_columns(self.shape[0]) if V.shape[1] == 0 else self._matmat(V)
 
     def rmatvec(self, v: Any) -> Any:
         """``A.T @ v`` for ``v`` of shape ``(m,)``."""
@@ -152,7 +155,13 @@ class LinearOperator:
 
     def rmatmat(self, V: Any) -> Any:
         """``A.T @ V`` for ``V`` of shape ``(m, k)``."""
-        return self._rmatmat(self._check_input(V, 2, self.shape[0], "rmatmat"))
+        V = self._check_input(V, 2, self.shape[0], "rmatmat")
+        return self._no_columns(self.shape[1]) if V.shape[1] == 0 else self._rmatmat(V)
+
+    def _no_columns(self, rows: int) -> Any:
+        """The ``(rows, 0)`` result of a product with zero columns (nothing to apply)."""
+        kw = {} if self.device is None else {"device": self.device}
+        return self.xp.zeros((rows, 0), dtype=self.dtype, **kw)
 
     def to_dense(self) -> Any:
         """The operator as a dense ``(m, n)`` array of its backend (small problems, tests)."""

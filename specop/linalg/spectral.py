@@ -1,0 +1,140 @@
+"""``spectral_density``: SLQ or KPM over seeded probes, resumable from a checkpoint.
+
+Probe ``r`` is :func:`specop.random.probes` column ``r`` of the run's seed, so a
+result is identical on every backend and does not depend on how the probes are
+grouped; a checkpoint stores each finished probe and a rerun with the same
+arguments skips those probes and returns the identical result.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from specop import backends
+from specop._errors import NonFiniteError
+from specop.linalg._common import REORTH, check_choice, check_positive_int, prepare, recurrence_dtype
+from specop.linalg.checkpoint import Checkpoint
+from specop.linalg.density import KPMDensity, SLQDensity, SpectralDensity
+from specop.linalg.kpm import KERNELS, chebyshev_moments, estimate_bounds
+from specop.linalg.lanczos import lanczos
+from specop.random import KINDS, probes, resolve_seed
+
+__all__ = ["spectral_density", "slq_probe"]
+
+
+def slq_probe(A: Any, v: Any, steps: int, reorth: str) -> tuple[np.ndarray, np.ndarray, int]:
+    """Gauss quadrature rule of one probe: ``(nodes, weights, matvecs)``, padded to ``steps``."""
+    res = lanczos(A, v, steps=steps, reorth=reorth, recurrence_dtype="float64")
+    theta, S = res.ritz()
+    w = S[0] ** 2
+    nodes, weights = np.full(steps, theta[-1]), np.zeros(steps)
+    nodes[: theta.size], weights[: theta.size] = theta, w / w.sum()
+    return nodes, weights, res.matvecs
+
+
+def spectral_density(A: Any, *, method: str = "slq", num_probes: int = 10, steps: int = 90, degree: int = 90,
+                     bounds: tuple[float, float] | None = None, seed: Any = None, reorth: str = "none",
+                     kind: str = "rademacher", kernel: str = "jackson", checkpoint: Any = None,
+                     progress: Callable[[int, int], None] | None = None,
+                     check_symmetric: bool = False) -> SpectralDensity:
+    """Estimate the spectral density of a symmetric operator.
+
+    Parameters
+    ----------
+    A : LinearOperator or array-like
+        Square symmetric operator.
+    method : {"slq", "kpm"}
+        Stochastic Lanczos quadrature (``steps`` matvecs per probe) or the kernel
+        polynomial method (``degree`` moments for about ``degree / 2`` matvecs per probe).
+    num_probes : int
+        Number of random probes.
+    steps : int
+        Lanczos steps per probe (SLQ; clipped to ``n``).
+    degree : int
+        Chebyshev degree (KPM).
+    bounds : (float, float), optional
+        Interval holding the spectrum (KPM); default estimated by a 20-step Lanczos run.
+    seed : int, numpy Generator or None
+        Seed of the probes (``None`` with an existing checkpoint reuses its seed).
+    reorth : {"none", "selective", "full"}
+        Lanczos reorthogonalization (SLQ). ``"none"`` stores no basis.
+    kind : {"rademacher", "gaussian", "sphere"}
+        Probe distribution.
+    kernel : {"jackson", "lorentz", "none"}
+        KPM damping kernel.
+    checkpoint : str or Path, optional
+        File storing finished probes atomically; a rerun resumes from it.
+    progress : callable, optional
+        Called as ``progress(done, total)`` after each probe.
+    check_symmetric : bool
+        Run a cheap randomized symmetry test first.
+
+    Returns
+    -------
+    SLQDensity or KPMDensity
+    """
+    check_choice(method, "method", ("slq", "kpm"))
+    check_choice(reorth, "reorth", REORTH)
+    check_choice(kind, "kind", KINDS)
+    check_choice(kernel, "kernel", KERNELS)
+    num_probes = check_positive_int(num_probes, "num_probes")
+    steps, degree = check_positive_int(steps, "steps"), check_positive_int(degree, "degree", 0)
+    if bounds is not None:
+        lo, hi = (float(b) for b in bounds)
+        if not np.isfinite([lo, hi]).all() or not lo < hi:
+            raise ValueError(f"bounds: expected finite (lo, hi) with lo < hi, got {bounds!r}")
+        bounds = (lo, hi)
+    A, n = prepare(A, "spectral_density", check_symmetric, 0 if seed is None else seed)
+    steps = min(steps, n)
+    fingerprint = {"method": method, "n": n, "dtype": backends.dtype_name(A.dtype), "kind": kind,
+                   **({"steps": steps, "reorth": reorth} if method == "slq" else
+                      {"degree": degree, "kernel": kernel, "bounds": bounds})}
+    store, done = None, {}
+    if checkpoint is not None:
+        store = Checkpoint(checkpoint, fingerprint)
+        stored = store.stored_fingerprint()
+        if seed is None and stored is not None:
+            seed = stored.get("seed")
+        key = resolve_seed(seed)
+        store.fingerprint["seed"] = key
+        done = store.load()
+    else:
+        key = resolve_seed(seed)
+    rdt = recurrence_dtype(A, "float64")
+    state = {name: list(done.get(name, [])) for name in ("a", "b", "matvecs")}
+    extra = int(done["extra_matvecs"]) if "extra_matvecs" in done else 0
+    if method == "kpm" and bounds is None:
+        if "bounds" in done:
+            bounds = tuple(float(b) for b in done["bounds"])
+        else:
+            bounds, extra = estimate_bounds(A, seed=key)
+    for r in range(len(state["matvecs"]), num_probes):
+        v = probes(n, 1, seed=key, kind=kind, like=A, start=r)[:, 0]
+        what = f"spectral_density (probe {r})"
+        try:
+            if method == "slq":
+                a, b, mv = slq_probe(A, v, steps, reorth)
+            else:
+                a, mv = chebyshev_moments(A, v, degree, bounds, rdt, what)
+                b = np.zeros(0)
+        except NonFiniteError as err:
+            raise NonFiniteError(f"{what}: {err}") from err
+        state["a"].append(a)
+        state["b"].append(b)
+        state["matvecs"].append(mv)
+        if store is not None:
+            arrays = {k: np.asarray(v) for k, v in state.items()}
+            arrays["extra_matvecs"] = np.asarray(extra)
+            if method == "kpm":
+                arrays["bounds"] = np.asarray(bounds)
+            store.save(arrays)
+        if progress is not None:
+            progress(r + 1, num_probes)
+    a = np.asarray(state["a"][:num_probes])
+    matvecs = int(np.sum(state["matvecs"][:num_probes])) + extra
+    if method == "slq":
+        return SLQDensity(matvecs=matvecs, n=n, nodes=a, weights=np.asarray(state["b"][:num_probes]))
+    return KPMDensity(matvecs=matvecs, n=n, probe_moments=a, bounds=bounds, kernel=kernel)

@@ -1,0 +1,165 @@
+"""Stochastic trace estimators: Hutchinson, Hutch++ and SLQ for ``tr f(A)``.
+
+* Hutchinson (Hutchinson, Commun. Stat. Simul. Comput. 19, 1990):
+  ``tr A ~ (1/m) sum_r z_r^T A z_r`` with Rademacher ``z_r``.
+* Hutch++ (Meyer, Musco, Musco & Woodruff, "Hutch++: optimal stochastic trace
+  estimation", SOSA 2021, Algorithm 1): a third of the budget sketches the top of
+  the range ``Q = orth(A S)``, whose trace is taken exactly, and Hutchinson
+  estimates the rest on ``(I - QQ^T) A (I - QQ^T)``; exact when ``rank A <= m/3``.
+* SLQ (Ubaru, Chen & Saad, SIAM J. Matrix Anal. Appl. 38, 2017):
+  ``tr f(A) ~ (n/m) sum_r sum_i tau_{ri}^2 f(theta_{ri})``.
+
+Every estimate reports its standard error from the spread of its samples and the
+matvecs it spent. Products are formed in float64 on the operator's device.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from specop import backends
+from specop.linalg._common import REORTH, check_choice, check_positive_int, prepare, recurrence_dtype
+from specop.linalg.spectral import spectral_density
+from specop.random import probes, resolve_seed
+
+__all__ = ["trace", "logdet", "Estimate", "FUNCTIONS"]
+
+#: Named matrix functions for ``trace(..., f=...)``.
+FUNCTIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "log": np.log,
+    "inv": lambda t: 1.0 / t,
+    "exp": np.exp,
+    "sqrt": np.sqrt,
+}
+_POSITIVE = ("log", "inv", "sqrt")
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A stochastic estimate.
+
+    Attributes
+    ----------
+    value : float
+        The estimate.
+    std_error : float
+        Standard error (sample standard deviation / sqrt(samples)); NaN for one sample.
+    matvecs : int
+        Products with the operator spent.
+    samples : numpy.ndarray
+        The per-probe samples the value averages (plus the exact part for Hutch++).
+    method : str
+        Estimator used.
+    """
+
+    value: float
+    std_error: float
+    matvecs: int
+    samples: np.ndarray = field(repr=False)
+    method: str
+
+    def __float__(self) -> float:
+        return self.value
+
+
+def _mean_se(samples: np.ndarray) -> tuple[float, float]:
+    se = float(samples.std(ddof=1) / np.sqrt(samples.size)) if samples.size > 1 else float("nan")
+    return float(samples.mean()), se
+
+
+def _quadratic_forms(A: Any, Z: Any, rdt: Any) -> np.ndarray:
+    """``z_r^T A z_r`` for the columns of ``Z`` (float64 on the host)."""
+    xp = A.xp
+    AZ = xp.astype(A.matmat(xp.astype(Z, A.dtype)), rdt)
+    return backends.to_numpy(xp.sum(xp.astype(Z, rdt) * AZ, axis=0)).astype(np.float64)
+
+
+def _hutchinson(A: Any, n: int, m: int, key: int, block: int, rdt: Any) -> np.ndarray:
+    parts = [_quadratic_forms(A, probes(n, min(block, m - s), seed=key, like=A, start=s), rdt)
+             for s in range(0, m, block)]
+    return np.concatenate(parts)
+
+
+def _hutchpp(A: Any, n: int, m: int, key: int, rdt: Any) -> tuple[float, np.ndarray]:
+    """Exact trace on the sketched range and Hutchinson samples of the deflated rest."""
+    xp = A.xp
+    s = m // 3
+    S = probes(n, s, seed=key, like=A, start=0)
+    Q, _ = xp.linalg.qr(xp.astype(A.matmat(S), rdt))
+    exact = float(backends.to_numpy(xp.sum(Q * xp.astype(A.matmat(xp.astype(Q, A.dtype)), rdt))))
+    G = xp.astype(probes(n, m - 2 * s, seed=key, like=A, start=s), rdt)
+    G = G - Q @ (Q.T @ G)
+    return exact, _quadratic_forms(A, G, rdt)
+
+
+def trace(A: Any, *, method: str | None = None, f: str | Callable[[np.ndarray], np.ndarray] | None = None,
+          num_probes: int = 30, steps: int = 30, seed: Any = None, reorth: str = "full", block: int = 16,
+          check_symmetric: bool = False) -> Estimate:
+    """Estimate ``tr A`` or ``tr f(A)``.
+
+    Parameters
+    ----------
+    A : LinearOperator or array-like
+        Square operator (symmetric for ``f`` and ``"slq"``).
+    method : {"hutchinson", "hutch++", "slq"}, optional
+        Default ``"hutchinson"``, or ``"slq"`` when ``f`` is given.
+    f : {"log", "inv", "exp", "sqrt"} or callable, optional
+        Matrix function (SLQ only); a callable maps Ritz values (numpy array) to values.
+    num_probes : int
+        Probes (Hutchinson, SLQ) or total matvec budget (Hutch++, at least 3).
+    steps : int
+        Lanczos steps per probe (SLQ).
+    seed : int, numpy Generator or None
+        Seed of the probes.
+    reorth : {"full", "selective", "none"}
+        Lanczos reorthogonalization (SLQ).
+    block : int
+        Probes per ``matmat`` call (Hutchinson).
+    check_symmetric : bool
+        Run a cheap randomized symmetry test first.
+
+    Returns
+    -------
+    Estimate
+    """
+    method = method or ("slq" if f is not None else "hutchinson")
+    check_choice(method, "method", ("hutchinson", "hutch++", "slq"))
+    check_choice(reorth, "reorth", REORTH)
+    num_probes = check_positive_int(num_probes, "num_probes", 3 if method == "hutch++" else 1)
+    block = check_positive_int(block, "block")
+    if f is not None and method != "slq":
+        raise ValueError(f"f: a matrix function needs method='slq', got method={method!r}")
+    if isinstance(f, str) and f not in FUNCTIONS:
+        raise ValueError(f"f: expected one of {tuple(FUNCTIONS)} or a callable, got {f!r}")
+    if f is not None and not isinstance(f, str) and not callable(f):
+        raise TypeError(f"f: expected a name or a callable, got {type(f).__name__}")
+    A, n = prepare(A, "trace", check_symmetric, 0 if seed is None else seed)
+    key, rdt = resolve_seed(seed), recurrence_dtype(A, "float64")
+    if method == "hutchinson":
+        samples = _hutchinson(A, n, num_probes, key, block, rdt)
+        value, se = _mean_se(samples)
+        return Estimate(value, se, num_probes, samples, method)
+    if method == "hutch++":
+        exact, samples = _hutchpp(A, n, num_probes, key, rdt)
+        mean, se = _mean_se(samples) if samples.size else (0.0, 0.0)
+        return Estimate(exact + mean, se, num_probes, samples, method)
+    dens = spectral_density(A, method="slq", num_probes=num_probes, steps=steps, seed=key, reorth=reorth)
+    name = f if isinstance(f, str) else None
+    fn = FUNCTIONS[name] if name else (f if f is not None else (lambda t: t))
+    if name in _POSITIVE:
+        used = dens.nodes[dens.weights > 0]
+        if used.min() <= 0:
+            raise ValueError(f"trace: f={name!r} needs a positive definite operator, but a Ritz value is "
+                             f"{used.min():.6g} <= 0")
+    samples = n * dens.quadrature(fn)
+    value, se = _mean_se(samples)
+    return Estimate(value, se, dens.matvecs, samples, method)
+
+
+def logdet(A: Any, **kwargs: Any) -> Estimate:
+    """``log det A`` of a symmetric positive definite operator: ``trace(A, method="slq", f="log", ...)``."""
+    return trace(A, method="slq", f="log", **kwargs)
