@@ -39,6 +39,9 @@ __all__ = [
     "is_host",
     "batched_apply",
     "assign",
+    "axpy",
+    "scale",
+    "astype",
     "is_array",
     "eye",
 ]
@@ -252,6 +255,40 @@ def batched_apply(fn: Callable[[Any], Any], V: Any, xp: ModuleType) -> Any:
             pass
     cols = [fn(V[:, j]) for j in range(V.shape[1])]
     return xp.stack(cols, axis=1)
+
+
+def axpy(y: Any, a: Any, x: Any) -> Any:
+    """``y + a * x`` with ``a`` a 0-d array or float; updates ``y`` in place where that saves a pass.
+
+    numpy: BLAS ``axpy`` (one pass, no temporary); torch: ``addcmul_`` (no host
+    read of ``a``, so no device synchronisation); others: ``y + a * x``. The
+    caller must own ``y`` (it may be overwritten) and use the return value.
+    """
+    if aac.is_numpy_array(y) and y.flags.c_contiguous and x.flags.c_contiguous and y.dtype == x.dtype:
+        from scipy.linalg import blas
+
+        fn = blas.get_blas_funcs("axpy", (x, y))
+        return fn(x, y, a=float(a))
+    if aac.is_torch_array(y) and not y.requires_grad:
+        a_t = a if aac.is_torch_array(a) else y.new_tensor(float(a))
+        return y.addcmul_(x, a_t.to(y.dtype))
+    return y + a * x
+
+
+def scale(x: Any, c: Any) -> Any:
+    """``x / c`` for a 0-d array or float ``c``, in place where the backend allows (caller owns ``x``)."""
+    if aac.is_numpy_array(x) and x.flags.c_contiguous:
+        from scipy.linalg import blas
+
+        return blas.get_blas_funcs("scal", (x,))(1.0 / float(c), x)
+    if aac.is_torch_array(x) and not x.requires_grad:
+        return x.div_(c)
+    return x / c
+
+
+def astype(x: Any, dtype: Any, xp: ModuleType) -> Any:
+    """``x`` as ``dtype``, without a copy when it already has it."""
+    return x if x.dtype == dtype else xp.astype(x, dtype)
 
 
 def assign(M: Any, index: Any, v: Any) -> Any:

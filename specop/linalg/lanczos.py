@@ -169,11 +169,13 @@ def lanczos(A: Any, v0: Any = None, *, steps: int, reorth: str = "full", seed: A
     breakdown, reorths, anorm = False, 0, 0.0
     force_next = False
     for j in range(steps):
-        w = xp.astype(A.matvec(xp.astype(v, A.dtype)), rdt)
+        w = backends.astype(A.matvec(backends.astype(v, A.dtype, xp)), rdt, xp)
+        if w is v:  # an operator may return its input (identity): never update it in place
+            w = xp.asarray(w, copy=True)
         if v_prev is not None:
-            w = w - b_prev * v_prev
+            w = backends.axpy(w, -b_prev, v_prev)
         a = dot(xp, w, v)
-        w = w - a * v
+        w = backends.axpy(w, -a, v)
         if (reorth == "full" or force_next) and j + 1 < steps:
             w, _ = project_out(B, w, j + 1)
             reorths += 1
@@ -206,7 +208,7 @@ def lanczos(A: Any, v0: Any = None, *, steps: int, reorth: str = "full", seed: A
                 break
         if j + 1 < steps:
             v_prev, b_prev = v, b
-            v = w / b
+            v = backends.scale(w, b)
             if store:
                 B = backends.assign(B, j + 1, v)
     m = alpha_h.size
