@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from specop import backends
-from specop.linalg._common import check_finite, dot
+from specop.linalg._common import check_finite
 from specop.linalg.lanczos import lanczos
 
 __all__ = ["KERNELS", "damping", "estimate_bounds", "chebyshev_moments"]
@@ -52,33 +52,38 @@ def estimate_bounds(A: Any, seed: Any, steps: int = 20, margin: float = 0.01) ->
     return (float(lo - margin * width), float(hi + margin * width)), res.matvecs
 
 
-def chebyshev_moments(A: Any, v: Any, degree: int, bounds: tuple[float, float], rdt: Any,
+def chebyshev_moments(A: Any, V: Any, degree: int, bounds: tuple[float, float], rdt: Any,
                       what: str) -> tuple[np.ndarray, int]:
-    """Moments ``v^T T_k(A_hat) v / v^T v`` for ``k = 0..degree`` and the matvecs spent."""
+    """Moments ``v^T T_k(A_hat) v / v^T v`` for each column ``v`` of ``V`` (n, b).
+
+    Returns the ``(b, degree + 1)`` moments and the matvecs spent per column.
+    """
     xp = A.xp
     lo, hi = bounds
     center, half = 0.5 * (hi + lo), 0.5 * (hi - lo)
 
-    def apply(t: Any) -> Any:
-        return (xp.astype(A.matvec(xp.astype(t, A.dtype)), rdt) - center * t) / half
+    def apply(T: Any) -> Any:
+        return (backends.astype(A.matmat(backends.astype(T, A.dtype, xp)), rdt, xp) - center * T) / half
 
-    v = xp.astype(v, rdt)
-    t_prev, t_cur = v, apply(v)
-    dots = [dot(xp, v, v), dot(xp, v, t_cur)]  # dots[k] gives mu_k (unnormalised, before doubling)
+    def dots(X: Any, Y: Any) -> Any:
+        return xp.sum(X * Y, axis=0)
+
+    V = backends.astype(V, rdt, xp)
+    T_prev, T_cur = V, apply(V)
+    acc = [dots(V, V), dots(V, T_cur)]  # acc[k] gives mu_k (unnormalised, before doubling)
     matvecs = 1
-    while len(dots) + 1 <= degree:  # dots holds mu_0..mu_{len-1}; a matvec adds mu_{2k}, mu_{2k+1}
-        t_next = 2.0 * apply(t_cur) - t_prev
+    while len(acc) + 1 <= degree:  # acc holds mu_0..mu_{L-1}; one matvec adds mu_L, mu_{L+1}
+        T_next = 2.0 * apply(T_cur) - T_prev
         matvecs += 1
-        dots.extend([dot(xp, t_cur, t_cur), dot(xp, t_next, t_cur)])
-        t_prev, t_cur = t_cur, t_next
-    if len(dots) == degree:  # even degree: mu_N = 2 <t_{N/2}, t_{N/2}> - mu_0 needs no matvec
-        dots.append(dot(xp, t_cur, t_cur))
-    raw = backends.to_numpy(xp.stack(dots)).astype(np.float64)
-    check_finite(raw, what, 0)
-    raw = raw[: degree + 1]
-    k = np.arange(raw.size)
-    mu = np.where(k < 2, raw, 2.0 * raw - np.where(k % 2 == 0, raw[0], raw[1 % raw.size]))
-    mu = mu / raw[0]
+        acc.extend([dots(T_cur, T_cur), dots(T_next, T_cur)])
+        T_prev, T_cur = T_cur, T_next
+    if len(acc) == degree:  # even degree: mu_N = 2 <t_{N/2}, t_{N/2}> - mu_0 needs no matvec
+        acc.append(dots(T_cur, T_cur))
+    raw = backends.to_numpy(xp.stack(acc, axis=1)).astype(np.float64)[:, : degree + 1]
+    check_finite(raw.ravel(), what, 0)
+    k = np.arange(raw.shape[1])
+    base = np.where(k % 2 == 0, raw[:, :1], raw[:, 1:2] if raw.shape[1] > 1 else raw[:, :1])
+    mu = np.where(k < 2, raw, 2.0 * raw - base) / raw[:, :1]
     if np.max(np.abs(mu)) > 1.0 + 1e-6:
         raise ValueError(f"{what}: bounds {bounds} do not contain the spectrum "
                          f"(a Chebyshev moment reached {np.max(np.abs(mu)):.3g} > 1); widen them")
