@@ -163,7 +163,7 @@ def default_float(xp: ModuleType) -> Any:
     if backend_name(xp) == "jax":
         import jax
 
-        if not jax.config.jax_enable_x64:
+        if not jax.config.jax_enable_x64:  # type: ignore[attr-defined]
             return xp.float32
     return xp.float64
 

@@ -100,5 +100,5 @@ def check_symmetric(A: LinearOperator, what: str, seed: Any = 0, rtol: float | N
     if not abs(lhs - rhs) <= tol * scale:
         raise ValueError(
             f"{what}: the operator is not symmetric: y.(A x) = {lhs:.6g} but x.(A y) = {rhs:.6g} "
-            f"(relative difference {abs(lhs - rhs) / max(scale, 1e-300):.2e} > {tol:.1e})"
+            f"(relative difference {abs(lhs - rhs) / max(float(scale), 1e-300):.2e} > {tol:.1e})"
         )

@@ -63,7 +63,9 @@ class Checkpoint:
         fd, tmp = tempfile.mkstemp(prefix=self.path.name, suffix=".tmp", dir=self.path.parent)
         try:
             with os.fdopen(fd, "wb") as fh:
-                np.savez(fh, __fingerprint__=np.array(json.dumps(self.fingerprint, sort_keys=True)), **arrays)
+                payload: dict[str, Any] = {"__fingerprint__": np.array(json.dumps(self.fingerprint, sort_keys=True))}
+                payload.update(arrays)
+                np.savez(fh, **payload)
                 fh.flush()
                 os.fsync(fh.fileno())
             os.replace(tmp, self.path)

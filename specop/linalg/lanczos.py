@@ -165,7 +165,8 @@ def lanczos(A: Any, v0: Any = None, *, steps: int, reorth: str = "full", seed: A
     betas: list[Any] = []
     alpha_h = np.empty(0)
     beta_h = np.empty(0)
-    v_prev, b_prev = None, None
+    v_prev: Any = None
+    b_prev: Any = None
     breakdown, reorths, anorm = False, 0, 0.0
     force_next = False
     for j in range(steps):

@@ -127,11 +127,12 @@ def spectral_density(A: Any, *, method: str = "slq", num_probes: int = 10, steps
     rdt = recurrence_dtype(A, "float64")
     state = {name: list(done.get(name, [])) for name in ("a", "b", "matvecs")}
     extra = int(done["extra_matvecs"]) if "extra_matvecs" in done else 0
+    interval: tuple[float, float] = (0.0, 0.0) if bounds is None else bounds
     if method == "kpm" and bounds is None:
         if "bounds" in done:
-            bounds = tuple(float(b) for b in done["bounds"])
+            interval = (float(done["bounds"][0]), float(done["bounds"][1]))
         else:
-            bounds, extra = estimate_bounds(A, seed=key)
+            interval, extra = estimate_bounds(A, seed=key)
     r = len(state["matvecs"])
     while r < num_probes:
         stop = min(num_probes, (r // block + 1) * block)  # blocks aligned at multiples of `block`
@@ -141,7 +142,7 @@ def spectral_density(A: Any, *, method: str = "slq", num_probes: int = 10, steps
             if method == "slq":
                 rows = _slq_block(A, V, steps, reorth, rdt, what)
             else:
-                mu, mv = chebyshev_moments(A, V, degree, bounds, rdt, what)
+                mu, mv = chebyshev_moments(A, V, degree, interval, rdt, what)
                 rows = [(m, np.zeros(0), mv) for m in mu]
         except NonFiniteError as err:
             raise NonFiniteError(f"{what}: {err}") from err
@@ -154,7 +155,7 @@ def spectral_density(A: Any, *, method: str = "slq", num_probes: int = 10, steps
             arrays = {k: np.asarray(v) for k, v in state.items()}
             arrays["extra_matvecs"] = np.asarray(extra)
             if method == "kpm":
-                arrays["bounds"] = np.asarray(bounds)
+                arrays["bounds"] = np.asarray(interval)
             store.save(arrays)
         if progress is not None:
             progress(r, num_probes)
@@ -162,4 +163,4 @@ def spectral_density(A: Any, *, method: str = "slq", num_probes: int = 10, steps
     matvecs = int(np.sum(state["matvecs"][:num_probes])) + extra
     if method == "slq":
         return SLQDensity(matvecs=matvecs, n=n, nodes=a, weights=np.asarray(state["b"][:num_probes]))
-    return KPMDensity(matvecs=matvecs, n=n, probe_moments=a, bounds=bounds, kernel=kernel)
+    return KPMDensity(matvecs=matvecs, n=n, probe_moments=a, bounds=interval, kernel=kernel)

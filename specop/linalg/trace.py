@@ -23,6 +23,7 @@ import numpy as np
 
 from specop import backends
 from specop.linalg._common import REORTH, check_choice, check_positive_int, prepare, recurrence_dtype
+from specop.linalg.density import SLQDensity
 from specop.linalg.spectral import spectral_density
 from specop.random import probes, resolve_seed
 
@@ -148,6 +149,7 @@ def trace(A: Any, *, method: str | None = None, f: str | Callable[[np.ndarray], 
         mean, se = _mean_se(samples) if samples.size else (0.0, 0.0)
         return Estimate(exact + mean, se, num_probes, samples, method)
     dens = spectral_density(A, method="slq", num_probes=num_probes, steps=steps, seed=key, reorth=reorth)
+    assert isinstance(dens, SLQDensity)
     name = f if isinstance(f, str) else None
     fn = FUNCTIONS[name] if name else (f if f is not None else (lambda t: t))
     if name in _POSITIVE:

@@ -58,7 +58,7 @@ class SumOperator(LinearOperator):
             check_compatible(first, op, "A + B")
             if op.shape != first.shape:
                 raise ValueError(f"A + B: shapes {first.shape} and {op.shape} differ")
-        self.ops = tuple(flat)
+        self.ops: tuple[LinearOperator, ...] = tuple(flat)
         super().__init__(first.shape, _result_dtype(*flat), xp=first.xp, device=first.device,
                          symmetric=all(op.is_symmetric for op in flat))
 
@@ -83,8 +83,10 @@ class ScaledOperator(LinearOperator):
     def __init__(self, op: LinearOperator, c: Any) -> None:
         c = as_real_scalar(c, "c * A")
         if isinstance(op, ScaledOperator):
-            op, c = op.op, c * op.c
-        self.op, self.c = op, c
+            c = c * op.c  # fold nested scalings
+            op = op.op
+        self.op: LinearOperator = op
+        self.c: float = c
         super().__init__(op.shape, op.dtype, xp=op.xp, device=op.device, symmetric=op.is_symmetric)
 
     def _matmat(self, V: Any) -> Any:
