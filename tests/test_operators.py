@@ -266,3 +266,14 @@ def test_array_matmul_operator_uses_rmatmul(backend):
             assert_close(backend.to_numpy(got), want, dtype=case.dtype, n=m, scale=scale, what="x @ A")
 
     run(backend, prop, matrices())
+
+
+def test_like_name_or_namespace_accepts_default_device_arrays(backend):
+    xp = backend.xp
+    x = xp.asarray([0.0, 1.0, 2.0], dtype=xp.float64)  # on the backend's default device
+    for like in (backends.backend_name(xp), xp):
+        ident = specop.IdentityOperator(3, like=like)
+        twice = specop.FunctionOperator(lambda v: 2.0 * v, (3, 3), like=like, symmetric=True)
+        np.testing.assert_array_equal(backend.to_numpy(ident @ x), [0.0, 1.0, 2.0])
+        np.testing.assert_array_equal(backend.to_numpy(twice.rmatvec(x)), [0.0, 2.0, 4.0])
+        assert backends.same_device(backends.device_of(specop.random.probes(3, 1, seed=0, like=like)), ident.device)

@@ -24,16 +24,17 @@ def resolve_like(like: Any = None, dtype: Any = None, device: Any = None) -> tup
     ``like`` may be ``None`` (numpy), a backend name (``"torch"``), an array-API
     namespace, an array or a :class:`LinearOperator`. ``dtype`` may be a dtype
     object or ``"float32"``/``"float64"``; it defaults to the dtype of ``like``
-    (float64 for a namespace; float32 for JAX without x64). ``device`` defaults to the device of ``like``.
+    (float64 for a namespace; float32 for JAX without x64). ``device`` defaults to the device of ``like``
+    (for a name or namespace: the backend's default device, where its new arrays go).
     """
     if isinstance(like, LinearOperator):
         xp, base_dtype, base_device = like.xp, like.dtype, like.device
     elif like is None or isinstance(like, str):
         xp = backends.namespace(like or "numpy")
-        base_dtype, base_device = backends.default_float(xp), None
+        base_dtype, base_device = backends.default_float(xp), backends.device_of(xp.empty(0))
     elif isinstance(like, ModuleType):
         xp = backends.namespace(backends.backend_name(like))
-        base_dtype, base_device = backends.default_float(xp), None
+        base_dtype, base_device = backends.default_float(xp), backends.device_of(xp.empty(0))
     elif backends.is_array(like):
         xp = backends.namespace_of(like)
         base_dtype, base_device = like.dtype, backends.device_of(like)
