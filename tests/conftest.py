@@ -72,6 +72,8 @@ _PARAMS = [_make(n) for n in BACKEND_NAMES]
 try:  # torch on CUDA is a backend of its own when a GPU is present
     import torch
 
+    torch.set_num_threads(1)  # the suite runs tiny problems: threads only add contention on 2 cores
+
     if torch.cuda.is_available():
         _PARAMS.append(Backend("torch-cuda", backends.namespace("torch"), torch.device("cuda")))
 except ImportError:
