@@ -1,0 +1,164 @@
+"""Benchmark 1: one full-data Hessian-vector product versus one gradient, and peers' matvecs.
+
+For the digits MLP (P = 3,466, float64), a small digits CNN and (full run only) a
+1M-parameter float32 MLP, all on the full 1,797-sample data set: median time of one
+gradient and of one HVP by autograd double backward, torch.func forward-over-reverse,
+specop's operator, curvlinops, hessian-eigenthings, PyHessian (one retained graph)
+and a jitted JAX HVP (MLP only). Ratios are HVP / eager-autograd gradient of the same
+model (JAX rows also against JAX's own jitted gradient).
+
+    python -m benchmarks.operators [--quick] [--device cuda] [--threads N]
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from benchmarks import problems
+from benchmarks._common import Report, median_time, parser, peer, setup_torch, sync
+
+
+def peer_matvecs(model: Any, loss_fn: Any, data: tuple[Any, Any]) -> dict[str, Any]:
+    """``{label: v -> H v}`` of every installed peer on the same model and data (full batch)."""
+    import torch
+
+    out: dict[str, Any] = {}
+    params = [p for p in model.parameters() if p.requires_grad]
+    cl = peer("curvlinops")
+    if cl is not None:
+        H = cl.HessianLinearOperator(model, loss_fn, params, [data], check_deterministic=False)
+        out["curvlinops HessianLinearOperator"] = lambda v: H @ v
+    he = peer("hessian_eigenthings")
+    if he is not None:
+        Hh = he.HessianOperator(model, [data], he.supervised_loss(loss_fn))
+        out["hessian-eigenthings HessianOperator"] = Hh.matvec
+    ph = peer("pyhessian")
+    if ph is not None:
+        hv = pyhessian_retained(model, loss_fn, data)
+        out["PyHessian (one retained graph)"] = hv
+    del torch
+    return out
+
+
+def pyhessian_retained(model: Any, loss_fn: Any, data: tuple[Any, Any]) -> Any:
+    """PyHessian's single-batch HVP: the gradient graph is built once and reused."""
+    import torch
+    from pyhessian.utils import hessian_vector_product
+
+    was_training = model.training
+    ph = peer("pyhessian")
+    h = ph.hessian(model, loss_fn, data=data, cuda=str(data[0].device).startswith("cuda"))
+    model.train(was_training)
+    sizes = [p.numel() for p in h.params]
+    shapes = [p.shape for p in h.params]
+
+    def hv(v: Any) -> Any:
+        vs = [c.view(s) for c, s in zip(torch.split(v, sizes), shapes, strict=True)]
+        return torch.cat([x.reshape(-1) for x in hessian_vector_product(h.gradsH, h.params, vs)])
+
+    return hv
+
+
+def jax_mlp(model: Any, data: tuple[Any, Any]) -> tuple[Any, Any, Any] | None:
+    """``(hvp, grad, v)`` jitted JAX closures of a torch MLP's loss (weights copied), or None."""
+    jax = peer("jax")
+    if jax is None:
+        return None
+    import jax.numpy as jnp
+    import numpy as np
+    import torch
+
+    if not all(isinstance(m, torch.nn.Linear | torch.nn.Tanh) for m in model):
+        return None
+    dt = np.float64 if model[0].weight.dtype == torch.float64 else np.float32
+    if dt == np.float64:
+        jax.config.update("jax_enable_x64", True)
+    lin = [m for m in model if isinstance(m, torch.nn.Linear)]
+    params = [(jnp.asarray(m.weight.detach().cpu().numpy().astype(dt)),
+               jnp.asarray(m.bias.detach().cpu().numpy().astype(dt))) for m in lin]
+    X = jnp.asarray(data[0].cpu().numpy().astype(dt))
+    y = jnp.asarray(data[1].cpu().numpy())
+
+    def loss(ps: Any) -> Any:
+        h = X
+        for i, (W, b) in enumerate(ps):
+            h = h @ W.T + b
+            if i < len(ps) - 1:
+                h = jnp.tanh(h)
+        logp = jax.nn.log_softmax(h)
+        return -jnp.mean(jnp.take_along_axis(logp, y[:, None], axis=1))
+
+    grad = jax.jit(jax.grad(loss))
+    hvp = jax.jit(lambda v: jax.jvp(jax.grad(loss), (params,), (v,))[1])
+    v = jax.tree_util.tree_map(jnp.ones_like, params)
+    return (lambda: jax.block_until_ready(hvp(v))), (lambda: jax.block_until_ready(grad(params))), v
+
+
+def measure(report: Report, name: str, model: Any, loss_fn: Any, data: tuple[Any, Any], device: Any,
+            repeats: int) -> dict[str, float]:
+    """Add the rows of one model; returns ``{method: HVP/grad}``."""
+    import torch
+
+    P = problems.num_params(model)
+    eager, egrad = problems.eager_hvp(model, loss_fn, data)
+    fhvp, fgrad, theta0 = problems.func_hvp(model, loss_fn, data)
+    H, label = problems.specop_hessian(model, loss_fn, data)
+    v = torch.randn(P, dtype=theta0.dtype, device=device, generator=torch.Generator(device).manual_seed(0))
+
+    def clock(fn: Any) -> float:
+        return median_time(lambda: (fn(), sync(device)), repeats=repeats)
+
+    t_grad = clock(egrad)
+    rows = {"autograd gradient (reference)": t_grad, "torch.func gradient": clock(fgrad),
+            "autograd double backward HVP": clock(lambda: eager(v)),
+            "torch.func jvp(grad) HVP": clock(lambda: fhvp(v)), f"{label} matvec": clock(lambda: H @ v)}
+    for plabel, mv in peer_matvecs(model, loss_fn, data).items():
+        rows[f"{plabel} matvec"] = clock(lambda mv=mv: mv(v))
+    ratios = {}
+    for method, t in rows.items():
+        ratios[method] = t / t_grad
+        report.tables[0].add(name, P, method, 1e3 * t, t / t_grad)
+    jx = jax_mlp(model, data) if device.type == "cpu" else None
+    if jx is not None:
+        jh, jg, _ = jx
+        t_jg, t_jh = median_time(jg, repeats=repeats), median_time(jh, repeats=repeats)
+        report.tables[0].add(name, P, "JAX jit gradient", 1e3 * t_jg, t_jg / t_grad)
+        report.tables[0].add(name, P, "JAX jit jvp(grad) HVP", 1e3 * t_jh, t_jh / t_grad)
+        ratios["JAX jit HVP / JAX jit gradient"] = t_jh / t_jg
+        report.notes.append(f"{name}: JAX jit HVP / JAX jit gradient = {t_jh / t_jg:.2f}.")
+    ratios["_label"] = label  # type: ignore[assignment]
+    return ratios
+
+
+def main(argv: list[str] | None = None) -> Report:
+    args = parser(__doc__.splitlines()[0]).parse_args(argv)
+    device = setup_torch(args)
+    report = Report("operators", "Operators: HVP time / gradient time, and matvecs against the peers",
+                    args.quick, str(device))
+    report.table("One full-data HVP or gradient (median)", ["model", "P", "method", "ms", "÷ autograd gradient"],
+                 note="Full batch (1,797 digits). `÷ autograd gradient`: time over one autograd gradient of "
+                      "the same model in the same run.")
+    repeats = 3 if args.quick else 15
+    cases: list[tuple[str, Any]] = [("digits MLP f64", lambda: problems.digits_mlp("float64", device))]
+    if not args.quick:
+        cases += [("digits CNN f64", lambda: problems.digits_cnn("float64", device)),
+                  ("MLP 64-1000-1000-10 f32", lambda: problems.digits_mlp(
+                      "float32", device, widths=(64, 1000, 1000, 10), train_steps=20))]
+    results = {}
+    for name, make in cases:
+        model, loss_fn, data = make()
+        results[name] = measure(report, name, model, loss_fn, data, device, repeats)
+    for name, r in results.items():
+        label = r.pop("_label")
+        ours = r[f"{label} matvec"]
+        report.goal(f"HVP/grad ≤ 2.5 ({name}, {label})", "≤ 2.5", ours, ours <= 2.5)
+        peers = {k: t for k, t in r.items() if k.startswith(("curvlinops", "hessian-eigenthings"))}
+        for k, t in peers.items():
+            report.goal(f"matvec no slower than {k.removesuffix(' matvec')} ({name})", "ratio ≤ 1",
+                        ours / t, ours <= t * 1.05, "specop matvec time ÷ peer matvec time (5% noise band)")
+    report.finish(args.output)
+    return report
+
+
+if __name__ == "__main__":
+    main()
