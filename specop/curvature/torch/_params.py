@@ -1,0 +1,113 @@
+"""Parameter selection, flattening and exact restore of a module's state.
+
+The operators act on a flat vector ``theta`` made of the selected parameters in
+the order of ``model.named_parameters()``; the unselected parameters and the
+buffers are held fixed. Every call switches the model to the operator's mode and
+restores the training flags, BatchNorm settings and buffers exactly afterwards.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+__all__ = ["select_params", "model_state", "unflatten"]
+
+
+def select_params(model: nn.Module, params: Sequence[Any] | None) -> list[str]:
+    """Names of the selected parameters, in ``model.named_parameters()`` order.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The model.
+    params : None or sequence of str or torch.nn.Parameter
+        ``None``: every parameter with ``requires_grad``; otherwise parameter
+        names or the parameter tensors themselves.
+
+    Raises
+    ------
+    ValueError
+        A name or tensor that is not a parameter of ``model``, a duplicate, or an
+        empty selection.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
+    named = dict(model.named_parameters())
+    if params is None:
+        names = [n for n, p in named.items() if p.requires_grad]
+        if not names:
+            raise ValueError("params: the model has no trainable parameters (requires_grad=True)")
+        return names
+    if isinstance(params, (torch.Tensor, str)) or not isinstance(params, Sequence):
+        raise TypeError(f"params: expected None or a list of parameter names or tensors, got {type(params).__name__}")
+    if len(params) == 0:
+        raise ValueError("params: expected at least one parameter, got an empty list")
+    by_id = {id(p): n for n, p in named.items()}
+    chosen: set[str] = set()
+    for i, p in enumerate(params):
+        if isinstance(p, str):
+            if p not in named:
+                shown = ", ".join(list(named)[:8]) + (", ..." if len(named) > 8 else "")
+                raise ValueError(f"params[{i}]: {p!r} is not a parameter name of the model (names: {shown})")
+            name = p
+        elif isinstance(p, torch.Tensor):
+            if id(p) not in by_id:
+                raise ValueError(f"params[{i}]: the tensor of shape {tuple(p.shape)} is not a parameter of the model")
+            name = by_id[id(p)]
+        else:
+            raise TypeError(f"params[{i}]: expected a parameter name or tensor, got {type(p).__name__}")
+        if name in chosen:
+            raise ValueError(f"params[{i}]: parameter {name!r} is selected twice")
+        chosen.add(name)
+    return [n for n in named if n in chosen]
+
+
+def unflatten(v: torch.Tensor, shapes: Sequence[torch.Size]) -> tuple[torch.Tensor, ...]:
+    """Split a flat vector into tensors of ``shapes`` (views, no copy)."""
+    sizes = [s.numel() for s in shapes]
+    return tuple(part.view(shape) for part, shape in zip(torch.split(v, sizes), shapes, strict=True))
+
+
+_NORMS = (nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm)
+
+
+@contextlib.contextmanager
+def model_state(model: nn.Module, mode: str, seed: int | None = None) -> Iterator[None]:
+    """Put ``model`` in ``mode`` for the duration of a call; restore its state exactly.
+
+    ``mode="eval"``: ``model.eval()`` (running statistics, no dropout).
+    ``mode="train"``: ``model.train()`` with ``track_running_stats`` switched off on
+    every BatchNorm/InstanceNorm module, so normalisation uses the batch statistics
+    and the running statistics are never updated (an in-place update would also
+    break ``torch.func``). The global torch RNG is forked (and seeded by the caller
+    per batch, see :meth:`CurvatureOperator._forward`), so dropout does not disturb
+    the user's random stream.
+
+    On exit, in all cases: every module's ``training`` flag, every norm's
+    ``track_running_stats`` and the values of every buffer are put back.
+    """
+    flags = [(m, m.training) for m in model.modules()]
+    tracking = [(m, m.track_running_stats) for m in model.modules() if isinstance(m, _NORMS)]
+    buffers = [(b, b.detach().clone()) for b in model.buffers()]
+    devices = sorted({b.device for b in [*model.parameters(), *model.buffers()] if b.device.type == "cuda"},
+                     key=str)
+    try:
+        with torch.random.fork_rng(devices=devices, enabled=(mode == "train")):
+            model.train(mode == "train")
+            if mode == "train":
+                for m, _ in tracking:
+                    m.track_running_stats = False
+            yield
+    finally:
+        for m, flag in flags:
+            m.training = flag
+        for m, flag in tracking:
+            m.track_running_stats = flag
+        with torch.no_grad():
+            for b, saved in buffers:
+                b.copy_(saved)
