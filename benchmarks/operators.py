@@ -14,84 +14,38 @@ from __future__ import annotations
 
 from typing import Any
 
-from benchmarks import problems
-from benchmarks._common import Report, median_time, parser, peer, setup_torch, sync
+from benchmarks import peers, problems
+from benchmarks._common import Report, median_time, parser, setup_torch, sync
 
 
 def peer_matvecs(model: Any, loss_fn: Any, data: tuple[Any, Any]) -> dict[str, Any]:
     """``{label: v -> H v}`` of every installed peer on the same model and data (full batch)."""
-    import torch
-
     out: dict[str, Any] = {}
-    params = [p for p in model.parameters() if p.requires_grad]
-    cl = peer("curvlinops")
-    if cl is not None:
-        H = cl.HessianLinearOperator(model, loss_fn, params, [data], check_deterministic=False)
-        out["curvlinops HessianLinearOperator"] = lambda v: H @ v
-    he = peer("hessian_eigenthings")
-    if he is not None:
-        Hh = he.HessianOperator(model, [data], he.supervised_loss(loss_fn))
-        out["hessian-eigenthings HessianOperator"] = Hh.matvec
-    ph = peer("pyhessian")
-    if ph is not None:
-        hv = pyhessian_retained(model, loss_fn, data)
-        out["PyHessian (one retained graph)"] = hv
-    del torch
+    mv = peers.curvlinops_matvec(model, loss_fn, data)
+    if mv is not None:
+        out["curvlinops HessianLinearOperator"] = mv
+    op = peers.eigenthings_operator(model, loss_fn, data)
+    if op is not None:
+        out["hessian-eigenthings HessianOperator"] = op.matvec
+    mv = peers.pyhessian_matvec(model, loss_fn, data)
+    if mv is not None:
+        out["PyHessian (one retained graph)"] = mv
     return out
 
 
-def pyhessian_retained(model: Any, loss_fn: Any, data: tuple[Any, Any]) -> Any:
-    """PyHessian's single-batch HVP: the gradient graph is built once and reused."""
-    import torch
-    from pyhessian.utils import hessian_vector_product
-
-    was_training = model.training
-    ph = peer("pyhessian")
-    h = ph.hessian(model, loss_fn, data=data, cuda=str(data[0].device).startswith("cuda"))
-    model.train(was_training)
-    sizes = [p.numel() for p in h.params]
-    shapes = [p.shape for p in h.params]
-
-    def hv(v: Any) -> Any:
-        vs = [c.view(s) for c, s in zip(torch.split(v, sizes), shapes, strict=True)]
-        return torch.cat([x.reshape(-1) for x in hessian_vector_product(h.gradsH, h.params, vs)])
-
-    return hv
-
-
-def jax_mlp(model: Any, data: tuple[Any, Any]) -> tuple[Any, Any, Any] | None:
-    """``(hvp, grad, v)`` jitted JAX closures of a torch MLP's loss (weights copied), or None."""
-    jax = peer("jax")
-    if jax is None:
+def jax_mlp(model: Any, data: tuple[Any, Any]) -> tuple[Any, Any] | None:
+    """``(hvp, grad)``: jitted JAX closures of a torch MLP's loss (weights copied), or None."""
+    got = problems.jax_mlp_loss(model, data)
+    if got is None:
         return None
+    import jax
     import jax.numpy as jnp
-    import numpy as np
-    import torch
 
-    if not all(isinstance(m, torch.nn.Linear | torch.nn.Tanh) for m in model):
-        return None
-    dt = np.float64 if model[0].weight.dtype == torch.float64 else np.float32
-    if dt == np.float64:
-        jax.config.update("jax_enable_x64", True)
-    lin = [m for m in model if isinstance(m, torch.nn.Linear)]
-    params = [(jnp.asarray(m.weight.detach().cpu().numpy().astype(dt)),
-               jnp.asarray(m.bias.detach().cpu().numpy().astype(dt))) for m in lin]
-    X = jnp.asarray(data[0].cpu().numpy().astype(dt))
-    y = jnp.asarray(data[1].cpu().numpy())
-
-    def loss(ps: Any) -> Any:
-        h = X
-        for i, (W, b) in enumerate(ps):
-            h = h @ W.T + b
-            if i < len(ps) - 1:
-                h = jnp.tanh(h)
-        logp = jax.nn.log_softmax(h)
-        return -jnp.mean(jnp.take_along_axis(logp, y[:, None], axis=1))
-
+    loss, theta0 = got
     grad = jax.jit(jax.grad(loss))
-    hvp = jax.jit(lambda v: jax.jvp(jax.grad(loss), (params,), (v,))[1])
-    v = jax.tree_util.tree_map(jnp.ones_like, params)
-    return (lambda: jax.block_until_ready(hvp(v))), (lambda: jax.block_until_ready(grad(params))), v
+    hvp = jax.jit(lambda v: jax.jvp(jax.grad(loss), (theta0,), (v,))[1])
+    v = jnp.ones_like(theta0)
+    return (lambda: jax.block_until_ready(hvp(v))), (lambda: jax.block_until_ready(grad(theta0)))
 
 
 def measure(report: Report, name: str, model: Any, loss_fn: Any, data: tuple[Any, Any], device: Any,
@@ -120,7 +74,7 @@ def measure(report: Report, name: str, model: Any, loss_fn: Any, data: tuple[Any
         report.tables[0].add(name, P, method, 1e3 * t, t / t_grad)
     jx = jax_mlp(model, data) if device.type == "cpu" else None
     if jx is not None:
-        jh, jg, _ = jx
+        jh, jg = jx
         t_jg, t_jh = median_time(jg, repeats=repeats), median_time(jh, repeats=repeats)
         report.tables[0].add(name, P, "JAX jit gradient", 1e3 * t_jg, t_jg / t_grad)
         report.tables[0].add(name, P, "JAX jit jvp(grad) HVP", 1e3 * t_jh, t_jh / t_grad)

@@ -191,3 +191,41 @@ def spiked(n: int = 5000, spikes: int = 10, seed: int = 0) -> np.ndarray:
 def spiked_eigenvalues(n: int = 5000, spikes: int = 10, seed: int = 0) -> np.ndarray:
     """Ascending exact eigenvalues of :func:`spiked` (dense ``eigvalsh``, cached)."""
     return _cached(f"spiked-{n}-{spikes}-{seed}", lambda: np.linalg.eigvalsh(spiked(n, spikes, seed)))
+
+
+def jax_mlp_loss(model: Any, data: tuple[Any, Any]) -> tuple[Any, Any] | None:
+    """``(loss, theta0)``: a torch Linear/Tanh MLP's mean cross-entropy in JAX on a flat vector.
+
+    The weights are copied from ``model``; None when JAX is missing or the model is not such an MLP.
+    """
+    try:
+        import jax
+        import jax.numpy as jnp
+        from jax.flatten_util import ravel_pytree
+    except ImportError:
+        return None
+    import torch
+
+    if not all(isinstance(m, torch.nn.Linear | torch.nn.Tanh) for m in model):
+        return None
+    f64 = model[0].weight.dtype == torch.float64
+    if f64:
+        jax.config.update("jax_enable_x64", True)
+    dt = np.float64 if f64 else np.float32
+    params = [(jnp.asarray(m.weight.detach().cpu().numpy().astype(dt)),
+               jnp.asarray(m.bias.detach().cpu().numpy().astype(dt))) for m in model if isinstance(m, torch.nn.Linear)]
+    theta0, unravel = ravel_pytree(params)
+    X = jnp.asarray(data[0].cpu().numpy().astype(dt))
+    y = jnp.asarray(data[1].cpu().numpy())
+
+    def loss(theta: Any) -> Any:
+        ps = unravel(theta)
+        h = X
+        for i, (W, b) in enumerate(ps):
+            h = h @ W.T + b
+            if i < len(ps) - 1:
+                h = jnp.tanh(h)
+        logp = jax.nn.log_softmax(h)
+        return -jnp.mean(jnp.take_along_axis(logp, y[:, None], axis=1))
+
+    return loss, theta0

@@ -23,21 +23,11 @@ import numpy as np
 import scipy.sparse.linalg as spla
 
 import specop
-from benchmarks import problems
+from benchmarks import peers, problems
 from benchmarks._common import Report, parser, peer, setup_torch, sync
+from benchmarks.peers import Counted
 
 K = 10
-
-
-class Counted:
-    """A matvec callable that counts its calls."""
-
-    def __init__(self, fn: Any) -> None:
-        self.fn, self.calls = fn, 0
-
-    def __call__(self, v: Any) -> Any:
-        self.calls += 1 if getattr(v, "ndim", 1) == 1 else v.shape[1]
-        return self.fn(v)
 
 
 def rel_error(found: Any, exact_top: np.ndarray) -> float:
@@ -97,9 +87,8 @@ def hessian_rows(report: Report, device: Any, tol: float, quick: bool) -> dict[s
         params = [p for p in model.parameters() if p.requires_grad]
         Hc = cl.HessianLinearOperator(model, loss_fn, params, [data], check_deterministic=False).to_scipy()
         row(f"curvlinops HessianLinearOperator + ARPACK (tol={tol:g})", lambda: arpack(Hc.matvec))
-    ph = peer("pyhessian")
-    if ph is not None:
-        row("PyHessian eigenvalues(top_n=10) defaults", lambda: pyhessian_top(model, loss_fn, data))
+    if peer("pyhessian") is not None:
+        row("PyHessian eigenvalues(top_n=10) defaults", lambda: peers.pyhessian_top(model, loss_fn, data, K))
     he = peer("hessian_eigenthings")
     if he is not None:
         Hh = he.HessianOperator(model, [data], he.supervised_loss(loss_fn))
@@ -114,31 +103,6 @@ def hessian_rows(report: Report, device: Any, tol: float, quick: bool) -> dict[s
         row("hessian-eigenthings lanczos(k=10) defaults", eigenthings)
         row("hessian-eigenthings lanczos, 100 steps + reorth", lambda: eigenthings(max_iter=100, reorthogonalize=True))
     return out
-
-
-def pyhessian_top(model: Any, loss_fn: Any, data: tuple[Any, Any]) -> tuple[list[float], int]:
-    """PyHessian's deflated power iteration on one retained full-batch graph; counts HVPs."""
-    import sys
-
-    import pyhessian  # noqa: F401  (the package shadows its module by the class `hessian`)
-
-    ph_mod = sys.modules["pyhessian.hessian"]
-    was_training = model.training
-    orig = ph_mod.hessian_vector_product
-    c = Counted(None)
-
-    def counted(gradsH: Any, params: Any, v: Any) -> Any:
-        c.calls += 1
-        return orig(gradsH, params, v)
-
-    ph_mod.hessian_vector_product = counted
-    try:
-        h = ph_mod.hessian(model, loss_fn, data=data, cuda=str(data[0].device).startswith("cuda"))
-        vals, _ = h.eigenvalues(top_n=K)
-    finally:
-        ph_mod.hessian_vector_product = orig
-        model.train(was_training)
-    return vals, c.calls
 
 
 def synthetic_rows(report: Report, name: str, A_np: Any, exact: np.ndarray, device: Any, tol: float,
