@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader, TensorDataset
 REPO = Path(__file__).resolve().parents[1]
 N, SPLIT, WORLD = 13, 7, 2  # rank 0 holds samples [0, 7), rank 1 holds [7, 13)
 COLLECTIVE_TIMEOUT = 10.0  # seconds
+STUCK_TIMEOUT = 3.0  # seconds
 TIMEOUT = 90  # seconds per subprocess
 
 
@@ -78,14 +79,17 @@ def _worker(scenario: str, rank: int, port: int, out: str) -> None:
             res["mismatch"] = str(exc)
         torch.save(res, out)
         dist.destroy_process_group()
-    elif scenario == "dead":
+    else:  # "dead": the peer exits; "stuck": the peer stays alive but never joins the collective
         from specop.curvature.torch import GGNOperator
 
-        G = GGNOperator(model, loss_fn, shard, timeout=COLLECTIVE_TIMEOUT)
+        timeout = COLLECTIVE_TIMEOUT if scenario == "dead" else STUCK_TIMEOUT
+        G = GGNOperator(model, loss_fn, shard, timeout=timeout)
         v = torch.ones(G.shape[0], dtype=torch.float64)
         G @ v  # both alive: works
         if rank == 1:
-            os._exit(3)  # the peer dies before the next collective
+            while scenario == "stuck" and not Path(out.replace("r1.pt", "r0.pt")).exists():
+                time.sleep(0.1)
+            os._exit(3)  # the peer dies (or, stuck, leaves once rank 0 has given up)
         start = time.monotonic()
         try:
             G @ v
@@ -138,14 +142,15 @@ def test_two_gloo_processes_equal_one_process_on_the_union(tmp_path):
                 assert _rel(got[name][key], value) < 1e-12, (r, name, key)
 
 
-def test_dead_peer_raises_within_the_timeout(tmp_path):
-    procs = _run("dead", tmp_path)
+@pytest.mark.parametrize("scenario, limit", [("dead", COLLECTIVE_TIMEOUT), ("stuck", STUCK_TIMEOUT)])
+def test_dead_or_stuck_peer_raises_within_the_timeout(tmp_path, scenario, limit):
+    procs = _run(scenario, tmp_path)
     assert procs[1].returncode == 3, procs[1].stdout
     assert procs[0].returncode == 0, procs[0].stdout
     got = torch.load(tmp_path / "r0.pt")
     assert got["message"].startswith("RAISED"), got
     assert "GGNOperator product" in got["message"]
-    assert got["elapsed"] < COLLECTIVE_TIMEOUT + 5.0
+    assert got["elapsed"] < limit + 5.0, got
 
 
 if __name__ == "__main__":
