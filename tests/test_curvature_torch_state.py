@@ -83,6 +83,16 @@ def test_train_mode_dropout_gives_one_fixed_symmetric_operator(name):
     assert tm.rel_err(op @ v, D1 @ v) < 1e-12  # the vmapped and single-column paths agree
 
 
+@pytest.mark.parametrize("name", sorted(OPS))
+def test_max_columns_chunks_give_the_same_product(name):
+    model, (X, y) = tm.cnn(), tm.classification(7, (1, 5, 5), 3)
+    full, chunked = OPS[name](model, CE, (X, y)), OPS[name](model, CE, (X, y), max_columns=2)
+    V = torch.randn(full.shape[0], 5, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    assert tm.rel_err(chunked @ V, full @ V) < 1e-13
+    with pytest.raises(ValueError, match="max_columns"):
+        OPS[name](model, CE, (X, y), max_columns=0)
+
+
 def test_float32_model_runs_in_float32():
     model = tm.mlp([3, 4, 3]).float()
     X, y = tm.classification(10, 3, 3)

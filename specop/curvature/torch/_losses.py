@@ -95,7 +95,7 @@ def _uniforms(seed: int, offset: int, n: int, per_sample: int) -> np.ndarray:
     return ((raw >> np.uint64(11)).astype(np.float64) + 0.5) * 2.0**-53
 
 
-def mc_scores(kind: str, Z: torch.Tensor, samples: int, seed: int, offset: int) -> tuple[torch.Tensor, int, int]:
+def mc_scores(kind: str, Z: torch.Tensor, samples: int, seed: int, offset: int) -> tuple[torch.Tensor, int | None, int]:
     """Scores ``r = d loss_term / dz`` at targets drawn from the model, with their contraction layout.
 
     Returns ``(R, dim, units)``: ``R`` of shape ``(samples, *Z.shape)``; a term's score

@@ -100,14 +100,14 @@ def model_state(model: nn.Module, mode: str, seed: int | None = None) -> Iterato
         with torch.random.fork_rng(devices=devices, enabled=(mode == "train")):
             model.train(mode == "train")
             if mode == "train":
-                for m, _ in tracking:
-                    m.track_running_stats = False
+                for norm, _ in tracking:
+                    norm.track_running_stats = False
             yield
     finally:
         for m, flag in flags:
             m.training = flag
-        for m, flag in tracking:
-            m.track_running_stats = flag
+        for norm, flag in tracking:
+            norm.track_running_stats = flag
         with torch.no_grad():
             for b, saved in buffers:
                 b.copy_(saved)

@@ -68,6 +68,10 @@ class CurvatureOperator(LinearOperator):
     timeout : float, optional
         Seconds to wait for a ``torch.distributed`` collective before raising
         (default: the process group's timeout).
+    max_columns : int, optional
+        Most columns of a matmat pushed through one vmapped pass (default: all ``k``
+        at once). The data are still read once per matmat: smaller chunks reuse each
+        batch's linearization and only bound the memory of the batched pass.
 
     Notes
     -----
@@ -80,7 +84,7 @@ class CurvatureOperator(LinearOperator):
 
     def __init__(self, model: nn.Module, loss_fn: Callable[..., Any], data: Any,
                  params: Sequence[Any] | None = None, mode: str = "eval", dtype: Any = None, *,
-                 timeout: float | None = None) -> None:
+                 timeout: float | None = None, max_columns: int | None = None) -> None:
         if mode not in MODES:
             raise ValueError(f"mode: expected 'eval' or 'train', got {mode!r}")
         names = select_params(model, params)
@@ -94,7 +98,11 @@ class CurvatureOperator(LinearOperator):
             want = dtypes.pop()
         if want not in (torch.float32, torch.float64):
             raise TypeError(f"dtype: the operator needs float32 or float64 parameters, got {want}")
+        if max_columns is not None and (isinstance(max_columns, bool) or not isinstance(max_columns, int)
+                                        or max_columns < 1):
+            raise ValueError(f"max_columns: expected None or a positive int, got {max_columns!r}")
         self.model, self.loss_fn, self.mode, self.timeout = model, loss_fn, mode, timeout
+        self.max_columns = max_columns
         self.param_names: tuple[str, ...] = tuple(names)
         self._shapes = [named[n].shape for n in names]
         self._kind = loss_kind(loss_fn)
@@ -145,7 +153,10 @@ class CurvatureOperator(LinearOperator):
         return unflatten(v, self._shapes)
 
     def _columns(self, fn: Callable[[torch.Tensor], torch.Tensor], M: torch.Tensor) -> torch.Tensor:
-        """``[fn(M[:, 0]), ..., fn(M[:, k-1])]`` as columns: one vmapped pass, or a loop if vmap fails."""
+        """``[fn(M[:, 0]), ..., fn(M[:, k-1])]`` as columns: vmapped passes, or a loop if vmap fails."""
+        step = self.max_columns or M.shape[1]
+        if step < M.shape[1]:
+            return torch.cat([self._columns(fn, M[:, j:j + step]) for j in range(0, M.shape[1], step)], dim=1)
         if M.shape[1] > 1 and self._vmap_ok:
             try:
                 return torch.func.vmap(fn, in_dims=1, out_dims=1, randomness="same")(M)

@@ -33,7 +33,7 @@ class FisherOperator(CurvatureOperator):
 
     Parameters
     ----------
-    model, loss_fn, data, params, mode, dtype, timeout
+    model, loss_fn, data, params, mode, dtype, timeout, max_columns
         As for :class:`~specop.curvature.torch.base.CurvatureOperator`.
     kind : {"mc", "empirical"}
         ``"mc"``: Monte-Carlo Fisher with ``mc_samples`` targets per term drawn from
@@ -55,14 +55,15 @@ class FisherOperator(CurvatureOperator):
 
     def __init__(self, model: nn.Module, loss_fn: Callable[..., Any], data: Any,
                  params: Sequence[Any] | None = None, mode: str = "eval", dtype: Any = None, *,
-                 kind: str = "mc", mc_samples: int = 1, seed: int = 0, timeout: float | None = None) -> None:
+                 kind: str = "mc", mc_samples: int = 1, seed: int = 0, timeout: float | None = None,
+                 max_columns: int | None = None) -> None:
         if kind not in ("mc", "empirical"):
             raise ValueError(f"kind: expected 'mc' or 'empirical', got {kind!r}")
         if isinstance(mc_samples, bool) or not isinstance(mc_samples, int) or mc_samples < 1:
             raise ValueError(f"mc_samples: expected a positive int, got {mc_samples!r}")
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
             raise ValueError(f"seed: expected a non-negative int, got {seed!r}")
-        super().__init__(model, loss_fn, data, params, mode, dtype, timeout=timeout)
+        super().__init__(model, loss_fn, data, params, mode, dtype, timeout=timeout, max_columns=max_columns)
         if kind == "mc" and self._kind not in ("ce", "mse"):
             mc_scores(self._kind, torch.zeros(1, 1), 1, 0, 0)  # raises the explanatory error
         self.kind, self.mc_samples, self.seed = kind, mc_samples, seed
@@ -74,7 +75,7 @@ class FisherOperator(CurvatureOperator):
         def f(th: tuple[torch.Tensor, ...]) -> torch.Tensor:
             return self._forward(th, X)
 
-        Z, vjp_fn = torch.func.vjp(f, theta)
+        Z, vjp_fn = torch.func.vjp(f, theta)[:2]
         if self.kind == "mc":
             R, dim, units = mc_scores(self._kind, Z, self.mc_samples, self.seed, self._sample_offset)
         else:
@@ -82,7 +83,7 @@ class FisherOperator(CurvatureOperator):
         S = R.shape[0]
 
         def col(v: torch.Tensor) -> torch.Tensor:
-            _, JV = torch.func.jvp(f, (theta,), (self._unflat(v),))
+            JV = torch.func.jvp(f, (theta,), (self._unflat(v),))[1]
             prod = R * JV
             if dim is None:  # a term is a whole sample: contract all non-batch axes
                 a = prod.reshape(S, Z.shape[0], -1).sum(-1).reshape(S, Z.shape[0], *[1] * (Z.ndim - 1))

@@ -34,11 +34,11 @@ class GGNOperator(CurvatureOperator):
         def f(th: tuple[torch.Tensor, ...]) -> torch.Tensor:
             return self._forward(th, X)
 
-        Z, vjp_fn = torch.func.vjp(f, theta)
+        Z, vjp_fn = torch.func.vjp(f, theta)[:2]
         hess = output_hvp(self._kind, self.loss_fn, Z, y)
 
         def col(v: torch.Tensor) -> torch.Tensor:
-            _, JV = torch.func.jvp(f, (theta,), (self._unflat(v),))
+            JV = torch.func.jvp(f, (theta,), (self._unflat(v),))[1]
             return self._flat(vjp_fn(hess(JV))[0])
 
         return self._columns(col, M)

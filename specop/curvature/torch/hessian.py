@@ -37,5 +37,5 @@ class HessianOperator(CurvatureOperator):
     def _matmat_batch(self, X: torch.Tensor, y: torch.Tensor, M: torch.Tensor) -> torch.Tensor:
         theta = self._theta()
         grad_fn = torch.func.grad(lambda th: self._batch_loss(th, X, y))
-        _, vjp_fn = torch.func.vjp(grad_fn, theta)
+        vjp_fn = torch.func.vjp(grad_fn, theta)[1]
         return self._columns(lambda v: self._flat(vjp_fn(self._unflat(v))[0]), M)
