@@ -93,7 +93,9 @@ def main(argv: list[str] | None = None) -> Report:
                  note="Full batch (1,797 digits). `÷ autograd gradient`: time over one autograd gradient of "
                       "the same model in the same run.")
     repeats = 3 if args.quick else 15
-    cases: list[tuple[str, Any]] = [("digits MLP f64", lambda: problems.digits_mlp("float64", device))]
+    train = 50 if args.quick else 300
+    cases: list[tuple[str, Any]] = [
+        ("digits MLP f64", lambda: problems.digits_mlp("float64", device, train_steps=train))]
     if not args.quick:
         cases += [("digits CNN f64", lambda: problems.digits_cnn("float64", device)),
                   ("MLP 64-1000-1000-10 f32", lambda: problems.digits_mlp(
