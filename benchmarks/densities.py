@@ -111,14 +111,23 @@ def run_methods(model: Any, loss_fn: Any, data: Any, A_t: Any, steps: int, probe
         import jax.numpy as jnp
 
         if jx is not None:
-            loss, theta0 = jx
-            mv = jax.jit(lambda v: jax.jvp(jax.grad(loss), (theta0,), (v,))[1])
+            loss, theta0, batch = jx
+            params: tuple = (theta0, *batch)
+
+            def mv(v: Any, th: Any, X: Any, y: Any) -> Any:
+                return jax.jvp(lambda t: jax.grad(loss)(t, X, y), (th,), (v,))[1]
+
             dt = theta0.dtype
         else:
             jax.config.update("jax_enable_x64", True)
-            A_j = jnp.asarray(A_t.cpu().numpy())
-            mv, dt = jax.jit(lambda v: A_j @ v), A_j.dtype
-        clock("matfree tridiag_sym (full reorth)", lambda: rule(peers.matfree_slq(mv, n, dt, steps, probes, seed)))
+            params = (jnp.asarray(A_t.cpu().numpy()),)
+
+            def mv(v: Any, M: Any) -> Any:
+                return M @ v
+
+            dt = params[0].dtype
+        clock("matfree tridiag_sym (full reorth)",
+              lambda: rule(peers.matfree_slq(mv, params, n, dt, steps, probes, seed)))
     del torch
     return out
 

@@ -41,11 +41,11 @@ def jax_mlp(model: Any, data: tuple[Any, Any]) -> tuple[Any, Any] | None:
     import jax
     import jax.numpy as jnp
 
-    loss, theta0 = got
+    loss, theta0, (X, y) = got
     grad = jax.jit(jax.grad(loss))
-    hvp = jax.jit(lambda v: jax.jvp(jax.grad(loss), (theta0,), (v,))[1])
+    hvp = jax.jit(lambda th, v, X, y: jax.jvp(lambda t: jax.grad(loss)(t, X, y), (th,), (v,))[1])
     v = jnp.ones_like(theta0)
-    return (lambda: jax.block_until_ready(hvp(v))), (lambda: jax.block_until_ready(grad(theta0)))
+    return (lambda: jax.block_until_ready(hvp(theta0, v, X, y))), (lambda: jax.block_until_ready(grad(theta0, X, y)))
 
 
 def measure(report: Report, name: str, model: Any, loss_fn: Any, data: tuple[Any, Any], device: Any,

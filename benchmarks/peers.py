@@ -185,21 +185,24 @@ def eigenthings_slq(op: Any, steps: int, probes: int, seed: int) -> tuple[np.nda
     return np.nan_to_num(nodes), weights, c.calls
 
 
-def matfree_slq(matvec: Any, n: int, dtype: Any, steps: int, probes: int, seed: int,
+def matfree_slq(matvec: Any, params: tuple, n: int, dtype: Any, steps: int, probes: int, seed: int,
                 reortho: str = "full") -> tuple[np.ndarray, np.ndarray, int] | None:
-    """matfree ``decomp.tridiag_sym(steps)`` on a JAX matvec, once per Rademacher probe."""
+    """matfree ``decomp.tridiag_sym(steps)`` on ``matvec(v, *params)`` (JAX), once per Rademacher probe.
+
+    ``params`` are passed through as arguments of the jitted function (not closed over).
+    """
     if peer("matfree") is None:
         return None
     import jax
     import jax.numpy as jnp
     from matfree import decomp
 
-    tri = jax.jit(lambda v: decomp.tridiag_sym(steps, reortho=reortho)(matvec, v)[1])
+    tri = jax.jit(lambda v, *p: decomp.tridiag_sym(steps, reortho=reortho)(matvec, v, *p)[1])
     rng = np.random.default_rng(seed)
     nodes, weights = [], []
     for _ in range(probes):
         v = jnp.asarray(rng.choice([-1.0, 1.0], size=n), dtype=dtype)
-        T = np.asarray(tri(v), dtype=np.float64)
+        T = np.asarray(tri(v, *params), dtype=np.float64)
         w, S = np.linalg.eigh(0.5 * (T + T.T))
         nodes.append(w)
         weights.append(S[0] ** 2)

@@ -193,10 +193,13 @@ def spiked_eigenvalues(n: int = 5000, spikes: int = 10, seed: int = 0) -> np.nda
     return _cached(f"spiked-{n}-{spikes}-{seed}", lambda: np.linalg.eigvalsh(spiked(n, spikes, seed)))
 
 
-def jax_mlp_loss(model: Any, data: tuple[Any, Any]) -> tuple[Any, Any] | None:
-    """``(loss, theta0)``: a torch Linear/Tanh MLP's mean cross-entropy in JAX on a flat vector.
+def jax_mlp_loss(model: Any, data: tuple[Any, Any]) -> tuple[Any, Any, tuple[Any, Any]] | None:
+    """``(loss, theta0, (X, y))``: a torch Linear/Tanh MLP's mean cross-entropy in JAX, ``loss(theta, X, y)``.
 
-    The weights are copied from ``model``; None when JAX is missing or the model is not such an MLP.
+    The weights are copied from ``model``. Pass ``theta``, ``X`` and ``y`` to jitted
+    functions as arguments (closed-over arrays become constants that XLA folds at
+    compile time, which both stalls compilation and falsifies timings). None when JAX
+    is missing or the model is not such an MLP.
     """
     try:
         import jax
@@ -218,7 +221,7 @@ def jax_mlp_loss(model: Any, data: tuple[Any, Any]) -> tuple[Any, Any] | None:
     X = jnp.asarray(data[0].cpu().numpy().astype(dt))
     y = jnp.asarray(data[1].cpu().numpy())
 
-    def loss(theta: Any) -> Any:
+    def loss(theta: Any, X: Any, y: Any) -> Any:
         ps = unravel(theta)
         h = X
         for i, (W, b) in enumerate(ps):
@@ -228,4 +231,4 @@ def jax_mlp_loss(model: Any, data: tuple[Any, Any]) -> tuple[Any, Any] | None:
         logp = jax.nn.log_softmax(h)
         return -jnp.mean(jnp.take_along_axis(logp, y[:, None], axis=1))
 
-    return loss, theta0
+    return loss, theta0, (X, y)
