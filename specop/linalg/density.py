@@ -229,7 +229,9 @@ class KPMDensity(SpectralDensity):
             w = self._series(xh).mean(axis=0) / M
             return (w[None, :] * ndtr((x.reshape(-1)[:, None] - nodes[None, :]) / sigma)).sum(axis=1).reshape(x.shape)
         xh, _ = self._scale(x.reshape(-1))
-        phi = np.arccos(np.clip(xh, -1.0, 1.0))
+        lo, hi = self.bounds
+        flat = x.reshape(-1)  # exact 0 and 1 outside the interval, free of arccos rounding at its ends
+        phi = np.where(flat >= hi, 0.0, np.where(flat <= lo, np.pi, np.arccos(np.clip(xh, -1.0, 1.0))))
         g = damping(self.degree, self.kernel)
         mu = self.probe_moments.mean(axis=0) * g
         k = np.arange(1, self.degree + 1)

@@ -14,14 +14,18 @@ deflated operator. A single-vector Krylov space holds only one vector of each
 eigenspace, so copies of a repeated eigenvalue are found only through rounding.
 With ``verify=True`` (default) the run therefore ends with a check: a fresh random
 vector, orthogonal to the locked ones, starts a Lanczos run on the deflated
-operator, which stops as soon as its extreme Ritz intervals ``theta +- rho`` are
-clear of the wanted set; a copy it finds instead is converged and locked and the
-check is repeated. Convergence is checked after every step (Ritz values of the
-small projected matrix), not only at restarts, so no matvec is wasted once the
-wanted pairs have converged.
+operator, which stops as soon as its extreme Ritz pairs have settled clear of the
+wanted set (see ``_clear``); a copy it finds instead is converged and locked and
+the check is repeated. Each check spends at most one Krylov cycle; where the
+deflated extreme sits too close to the wanted edge to settle within it (a dense
+cluster), the run ends with ``verified=False`` rather than spend more matvecs.
+Convergence is checked after every step (Ritz values of the small projected
+matrix), not only at restarts, so no matvec is wasted once the wanted pairs have
+converged.
 
 A pair ``(theta, y)`` is converged when its residual estimate
-``rho = |beta_m s_m| = ||A y - theta y||`` satisfies ``rho <= max(tol |theta|, 100 eps ||A||)``.
+``rho = |beta_m s_m| = ||A y - theta y||`` satisfies ``rho <= max(tol |theta|, 100 eps ||A||)``,
+with ``||A||`` estimated from below by the largest Ritz value magnitude seen.
 """
 
 from __future__ import annotations
@@ -71,6 +75,10 @@ class EigshResult:
         Whether every pair met the tolerance.
     restarts : int
         Number of thick restarts.
+    verified : bool
+        Whether the multiplicity check settled (see :func:`eigsh`'s ``verify``):
+        False when it was switched off or its one Krylov cycle ended without a
+        verdict (a deflated extreme too close to the wanted edge to settle).
     """
 
     eigenvalues: np.ndarray
@@ -79,6 +87,7 @@ class EigshResult:
     matvecs: int
     converged: bool
     restarts: int = 0
+    verified: bool = False
 
     def __iter__(self):
         yield self.eigenvalues
@@ -100,26 +109,35 @@ def _wanted(values: np.ndarray, k: int, which: str) -> np.ndarray:
 
 
 def _clear(theta: np.ndarray, rho: np.ndarray, wanted: np.ndarray, which: str, margin: float) -> bool:
-    """Whether no interval ``theta +- rho`` reaches past the wanted set's edge by ``margin``.
+    """Whether the deflated extremes are settled clear of the wanted set's edge.
 
     An eigenvalue that only ties with the edge of the wanted set changes no wanted
-    value; one beyond it would, so the verification runs until this holds.
+    value; one beyond it would. Each relevant extreme Ritz pair ``(theta, rho)`` of
+    the verification run must stay inside the edge (``theta + rho <= edge + margin``)
+    and be settled, ``rho <= gap / 10`` with ``gap = |edge - theta|``: a random start
+    vector has its largest weight on the extreme eigenvectors, so an extreme Ritz
+    pair that has converged that far is the extreme eigenpair of the deflated operator
+    unless the start vector was nearly orthogonal to a missed one.
     """
     if theta.size == 0:
         return True
-    hi, lo = np.argmax(theta), np.argmin(theta)
-    top, bot = theta[hi] + rho[hi], theta[lo] - rho[lo]
-    if which == "LA":
-        return bool(top <= wanted.min() + margin)
-    if which == "SA":
-        return bool(bot >= wanted.max() - margin)
-    if which == "LM":
-        return bool(max(abs(top), abs(bot)) <= np.abs(wanted).min() + margin)
-    n_top = wanted.size - wanted.size // 2
+    hi, lo = int(np.argmax(theta)), int(np.argmin(theta))
+
+    def inside(i: int, edge: float, up: bool) -> bool:
+        gap = (edge - theta[i]) if up else (theta[i] - edge)
+        return bool(gap + margin >= rho[i] and rho[i] <= 0.25 * max(gap, 0.0) + margin)
+
     w_sorted = np.sort(wanted)
-    ok_top = top <= w_sorted[::-1][:n_top].min() + margin
-    ok_bot = wanted.size // 2 == 0 or bot >= w_sorted[: wanted.size // 2].max() - margin
-    return bool(ok_top and ok_bot)
+    if which == "LA":
+        return inside(hi, w_sorted[0], True)
+    if which == "SA":
+        return inside(lo, w_sorted[-1], False)
+    if which == "LM":
+        e = float(np.abs(wanted).min())
+        return inside(hi, e, True) and inside(lo, -e, False)
+    n_top, n_bot = wanted.size - wanted.size // 2, wanted.size // 2
+    ok_top = inside(hi, w_sorted[::-1][:n_top].min(), True)
+    return ok_top and (n_bot == 0 or inside(lo, w_sorted[:n_bot].max(), False))
 
 
 def _dense(A: Any, k: int, which: str, vectors: bool) -> EigshResult:
@@ -129,7 +147,7 @@ def _dense(A: Any, k: int, which: str, vectors: bool) -> EigshResult:
     vecs = None
     if vectors:
         vecs = backends.from_numpy(V[:, idx], A.xp, A.device, A.dtype)
-    return EigshResult(w[idx], vecs, np.zeros(idx.size), A.shape[0], True, 0)
+    return EigshResult(w[idx], vecs, np.zeros(idx.size), A.shape[0], True, 0, True)
 
 
 def eigsh(A: Any, k: int = 6, *, which: str = "LA", tol: float = 1e-8, maxiter: int | None = None,
@@ -164,7 +182,8 @@ def eigsh(A: Any, k: int = 6, *, which: str = "LA", tol: float = 1e-8, maxiter: 
         ``"auto"`` does so when ``ncv >= n``, where a Krylov method has no advantage.
     verify : bool
         Look for missed copies of repeated eigenvalues with a fresh random vector
-        at the end (see the module docstring).
+        at the end (see the module docstring). Each check spends at most one Krylov
+        cycle (``ncv`` matvecs); ``result.verified`` tells whether it settled.
     check_symmetric : bool
         Run a cheap randomized symmetry test first (two extra matvecs).
 
@@ -212,7 +231,8 @@ class _ThickRestart:
         self.p = 0
         self.locked_vals: list[float] = []
         self.locked_res: list[float] = []
-        self.matvecs, self.anorm, self.fresh, self.restarts = 0, 0.0, 0, 0
+        self.matvecs, self.anorm, self.tnorm, self.fresh, self.restarts = 0, 0.0, 0.0, 0, 0
+        self.verified = False
 
     # ------------------------------------------------------------- helpers
     def _converged(self, theta: np.ndarray, rho: np.ndarray) -> np.ndarray:
@@ -239,10 +259,11 @@ class _ThickRestart:
             return conv, not self.verify
         if conv.size:  # a missed copy: lock it and check again with a fresh vector
             return conv, False
+        if theta.size < min(5, self.n - self.p):  # too few verification steps to judge
+            return conv, False
         final = allv[want]
         margin = self.tol * max(np.abs(final).max(), self.eps * self.anorm)
-        rest = np.setdiff1d(np.arange(theta.size), conv)
-        return conv, _clear(theta[rest], rho[rest], final, self.which, margin)
+        return conv, _clear(theta, rho, final, self.which, margin)
 
     # ----------------------------------------------------------------- run
     def _expand(self, q: Any, T: np.ndarray, l: int, verifying: bool) -> tuple:
@@ -259,11 +280,12 @@ class _ThickRestart:
             check_finite(np.append(hh, beta), "eigsh", self.matvecs - 1)
             T[: j + 1, j] = hh
             T[j, : j + 1] = hh
-            self.anorm = max(self.anorm, float(np.abs(hh).sum()), beta)
-            invariant = beta <= 100 * np.sqrt(self.n) * self.eps * self.anorm
+            self.tnorm = max(self.tnorm, float(np.abs(hh).sum()), beta)
+            invariant = beta <= 100 * np.sqrt(self.n) * self.eps * self.tnorm
             size = j + 1
             if invariant or size == m or size - l >= 2:
                 theta, S = np.linalg.eigh(T[:size, :size])
+                self.anorm = max(self.anorm, float(np.abs(theta).max()))  # a lower bound of ||A||_2
                 rho = 0.0 * theta if invariant else beta * np.abs(S[size - 1])
                 lock, finished = self._status(theta, rho, verifying)
                 if invariant or finished or size == m:
@@ -286,6 +308,9 @@ class _ThickRestart:
             all_conv = self._all_wanted_converged(theta, rho)
             if finished:
                 self._lock(Y, theta[lock], rho[lock])
+                self.verified = verifying
+                break
+            if verifying and not lock.size:  # one verification cycle without a verdict: stop there
                 break
             self.restarts += 1
             if self.restarts > self.maxiter:
@@ -355,4 +380,4 @@ class _ThickRestart:
         if vectors:
             sel = self.xp.asarray(idx, **self._dev())
             vecs = self.xp.astype(self.xp.take(rows, sel, axis=0).T, self.A.dtype)
-        return EigshResult(vals[idx], vecs, res[idx], self.matvecs, converged, self.restarts)
+        return EigshResult(vals[idx], vecs, res[idx], self.matvecs, converged, self.restarts, self.verified)
