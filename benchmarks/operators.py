@@ -5,17 +5,19 @@ For the digits MLP (P = 3,466, float64), a small digits CNN and (full run only) 
 gradient and of one HVP by autograd double backward, torch.func forward-over-reverse,
 specop's operator, curvlinops, hessian-eigenthings, PyHessian (one retained graph)
 and a jitted JAX HVP (MLP only). Ratios are HVP / eager-autograd gradient of the same
-model (JAX rows also against JAX's own jitted gradient).
+model, timed in back-to-back pairs (JAX rows also against JAX's own jitted gradient).
 
     python -m benchmarks.operators [--quick] [--device cuda] [--threads N]
 """
 
 from __future__ import annotations
 
+import statistics
+import time
 from typing import Any
 
 from benchmarks import peers, problems
-from benchmarks._common import Report, median_time, parser, setup_torch, sync
+from benchmarks._common import Report, parser, setup_torch, sync
 
 
 def peer_matvecs(model: Any, loss_fn: Any, data: tuple[Any, Any]) -> dict[str, Any]:
@@ -49,7 +51,7 @@ def jax_mlp(model: Any, data: tuple[Any, Any]) -> tuple[Any, Any] | None:
 
 
 def measure(report: Report, name: str, model: Any, loss_fn: Any, data: tuple[Any, Any], device: Any,
-            repeats: int) -> dict[str, float]:
+            repeats: int, use_jax: bool = True) -> dict[str, float]:
     """Add the rows of one model; returns ``{method: HVP/grad}``."""
     import torch
 
@@ -59,41 +61,56 @@ def measure(report: Report, name: str, model: Any, loss_fn: Any, data: tuple[Any
     H, label = problems.specop_hessian(model, loss_fn, data)
     v = torch.randn(P, dtype=theta0.dtype, device=device, generator=torch.Generator(device).manual_seed(0))
 
-    def clock(fn: Any) -> float:
-        return median_time(lambda: (fn(), sync(device)), repeats=repeats)
+    def paired(fn: Any, ref: Any = egrad) -> tuple[float, float]:
+        """(median seconds of fn, median of fn/ref over pairs run back to back): robust to load drift."""
+        fn(), ref(), sync(device)
+        ts, rs = [], []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            ref(), sync(device)
+            t1 = time.perf_counter()
+            fn(), sync(device)
+            t2 = time.perf_counter()
+            ts.append(t2 - t1)
+            rs.append((t2 - t1) / (t1 - t0))
+        return statistics.median(ts), statistics.median(rs)
 
-    t_grad = clock(egrad)
-    rows = {"autograd gradient (reference)": t_grad, "torch.func gradient": clock(fgrad),
-            "autograd double backward HVP": clock(lambda: eager(v)),
-            "torch.func jvp(grad) HVP": clock(lambda: fhvp(v)), f"{label} matvec": clock(lambda: H @ v)}
+    rows = {"autograd gradient (reference)": paired(egrad), "torch.func gradient": paired(fgrad),
+            "autograd double backward HVP": paired(lambda: eager(v)),
+            "torch.func jvp(grad) HVP": paired(lambda: fhvp(v)), f"{label} matvec": paired(lambda: H @ v)}
     for plabel, mv in peer_matvecs(model, loss_fn, data).items():
-        rows[f"{plabel} matvec"] = clock(lambda mv=mv: mv(v))
+        rows[f"{plabel} matvec"] = paired(lambda mv=mv: mv(v))
     ratios = {}
-    for method, t in rows.items():
-        ratios[method] = t / t_grad
-        report.tables[0].add(name, P, method, 1e3 * t, t / t_grad)
-    jx = jax_mlp(model, data) if device.type == "cpu" else None
+    for method, (t, r) in rows.items():
+        ratios[method] = r
+        report.tables[0].add(name, P, method, 1e3 * t, r)
+    jx = jax_mlp(model, data) if device.type == "cpu" and use_jax else None
     if jx is not None:
         jh, jg = jx
-        t_jg, t_jh = median_time(jg, repeats=repeats), median_time(jh, repeats=repeats)
-        report.tables[0].add(name, P, "JAX jit gradient", 1e3 * t_jg, t_jg / t_grad)
-        report.tables[0].add(name, P, "JAX jit jvp(grad) HVP", 1e3 * t_jh, t_jh / t_grad)
-        ratios["JAX jit HVP / JAX jit gradient"] = t_jh / t_jg
-        report.notes.append(f"{name}: JAX jit HVP / JAX jit gradient = {t_jh / t_jg:.2f}.")
+        t_jg, r_jg = paired(jg)
+        t_jh, r_jh = paired(jh)
+        report.tables[0].add(name, P, "JAX jit gradient", 1e3 * t_jg, r_jg)
+        report.tables[0].add(name, P, "JAX jit jvp(grad) HVP", 1e3 * t_jh, r_jh)
+        _, r_own = paired(jh, jg)
+        ratios["JAX jit HVP / JAX jit gradient"] = r_own
+        report.notes.append(f"{name}: JAX jit HVP / JAX jit gradient = {r_own:.2f} (paired median).")
     ratios["_label"] = label  # type: ignore[assignment]
     return ratios
 
 
 def main(argv: list[str] | None = None) -> Report:
-    args = parser(__doc__.splitlines()[0]).parse_args(argv)
+    p = parser(__doc__.splitlines()[0])
+    p.add_argument("--no-jax", action="store_true", help="skip the JAX rows")
+    args = p.parse_args(argv)
     device = setup_torch(args)
     report = Report("operators", "Operators: HVP time / gradient time, and matvecs against the peers",
                     args.quick, str(device))
     report.table("One full-data HVP or gradient (median)", ["model", "P", "method", "ms", "÷ autograd gradient"],
-                 note="Full batch (1,797 digits). `÷ autograd gradient`: time over one autograd gradient of "
-                      "the same model in the same run.")
+                 note="Full batch (1,797 digits). `÷ autograd gradient`: median over repeats of (this call's time "
+                      "÷ an autograd gradient timed just before it), so that machine load drifting during the run "
+                      "cancels; `ms`: median time of the call.")
     repeats = 3 if args.quick else 15
-    train = 50 if args.quick else 300
+    train = 10 if args.quick else 300
     cases: list[tuple[str, Any]] = [
         ("digits MLP f64", lambda: problems.digits_mlp("float64", device, train_steps=train))]
     if not args.quick:
@@ -103,7 +120,7 @@ def main(argv: list[str] | None = None) -> Report:
     results = {}
     for name, make in cases:
         model, loss_fn, data = make()
-        results[name] = measure(report, name, model, loss_fn, data, device, repeats)
+        results[name] = measure(report, name, model, loss_fn, data, device, repeats, not args.no_jax)
     for name, r in results.items():
         label = r.pop("_label")
         ours = r[f"{label} matvec"]
