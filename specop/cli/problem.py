@@ -94,8 +94,10 @@ def _torch_problem(args: Any, result: Any) -> Problem:
 
 
 def _jax_problem(args: Any, result: Any) -> Problem:
-    from specop.curvature import jax as cj
-
+    try:
+        from specop.curvature.jax import GGNOperator, HessianOperator
+    except ImportError as exc:
+        raise UsageError(f"--backend jax: the JAX curvature operators are not available ({exc})") from exc
     if not isinstance(result, tuple) or len(result) not in (3, 4):
         raise UsageError("--model: a JAX factory must return (loss_fn, params, data) or "
                          f"(loss_fn, params, data, model_fn), got {_describe(result)}")
@@ -104,10 +106,10 @@ def _jax_problem(args: Any, result: Any) -> Problem:
     if not callable(loss_fn) or (model_fn is not None and not callable(model_fn)):
         raise UsageError("--model: a JAX factory's loss_fn (and model_fn) must be callable")
     if model_fn is None:
-        H, G = cj.HessianOperator(loss_fn, params, data), None
+        H, G = HessianOperator(loss_fn, params, data), None
     else:
-        H = cj.HessianOperator(loss_fn, params, data, model_fn=model_fn)
-        G = cj.GGNOperator(model_fn, loss_fn, params, data)
+        H = HessianOperator(loss_fn, params, data, model_fn=model_fn)
+        G = GGNOperator(model_fn, loss_fn, params, data)
     info = {"backend": "jax", "num_params": H.shape[0], "dtype": str(H.dtype)}
     return Problem(H, G, info)
 
