@@ -28,8 +28,10 @@ Each figure comes from one run of `python -m benchmarks.<name>` (`operators`, `t
 torch 2, which the benchmark supplies for the duration of the call).
 
 **Read the times with care.** The machine has 2 CPU cores and is shared: other jobs ran during
-these measurements, so wall times carry noise of tens of percent (medians of repeats are quoted;
-matvec counts and errors are exact). Ratios compare runs made in the same process, minutes apart.
+these measurements (load averages of 4 to 8 were seen), so wall times carry noise of tens of
+percent, sometimes more. Matvec counts and errors are exact. To cancel drifting load, HVP/gradient
+ratios are medians over back-to-back pairs (gradient, then the product), and the top-k times are
+medians over rounds that run every method once; other times are medians of repeats.
 
 **GPU rows were not measured**: no GPU was available to these runs. Every script accepts
 `--device cuda` (torch rows on the GPU; `overhead` adds a `torch cuda` backend); cupy rows are not
