@@ -103,7 +103,8 @@ class JaxCurvatureOperator(LinearOperator):
         self._check_batch(self.flat, self.batches[0])
         self._mm = jax.jit(self._matmat_fn)
         self._grad = jax.jit(jax.value_and_grad(self._flat_loss))
-        device = next(iter(self.flat.devices())) if sharding is None else None
+        # sharded: the replicated sharding plays the device (vectors are replicated over the mesh)
+        device = next(iter(self.flat.devices())) if sharding is None else self.flat.sharding
         P = int(flat.shape[0])
         super().__init__((P, P), self.flat.dtype, xp=xp, device=device, symmetric=True)
 

@@ -1,0 +1,287 @@
+"""JAX curvature operators against dense jax.hessian / explicit J^T H J / per-sample gradients."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+jax = pytest.importorskip("jax")
+import jax.numpy as jnp  # noqa: E402
+from jax.flatten_util import ravel_pytree  # noqa: E402
+
+import specop  # noqa: E402
+from specop.curvature.jax import FisherOperator, GGNOperator, HessianOperator  # noqa: E402
+
+jax.config.update("jax_enable_x64", True)
+
+
+def mlp_params(key, widths=(5, 4, 3)):
+    params = {}
+    for i, (a, b) in enumerate(itertools.pairwise(widths)):
+        k1, k2, key = jax.random.split(key, 3)
+        params[f"W{i}"] = jax.random.normal(k1, (a, b), dtype=jnp.float64) / np.sqrt(a)
+        params[f"b{i}"] = 0.1 * jax.random.normal(k2, (b,), dtype=jnp.float64)
+    return params
+
+
+def mlp(params, x):
+    n = len(params) // 2
+    for i in range(n):
+        x = x @ params[f"W{i}"] + params[f"b{i}"]
+        if i < n - 1:
+            x = jnp.tanh(x)
+    return x
+
+
+def conv_params(key):
+    k1, k2 = jax.random.split(key)
+    return {"K": 0.3 * jax.random.normal(k1, (2, 1, 3, 3), dtype=jnp.float64),
+            "W": 0.3 * jax.random.normal(k2, (2 * 4 * 4, 3), dtype=jnp.float64)}
+
+
+def conv(params, x):  # x: (B, 1, 6, 6)
+    h = jax.lax.conv_general_dilated(x, params["K"], (1, 1), "VALID")
+    return jnp.tanh(h).reshape(x.shape[0], -1) @ params["W"]
+
+
+def ce(out, y):
+    return -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(out), y[:, None], axis=1))
+
+
+def problem(model="mlp", n=13, seed=0):
+    key = jax.random.PRNGKey(seed)
+    kp, kx, ky = jax.random.split(key, 3)
+    if model == "mlp":
+        params, fn, X = mlp_params(kp), mlp, jax.random.normal(kx, (n, 5), dtype=jnp.float64)
+    else:
+        params, fn, X = conv_params(kp), conv, jax.random.normal(kx, (n, 1, 6, 6), dtype=jnp.float64)
+    y = jax.random.randint(ky, (n,), 0, 3)
+    return params, fn, X, y
+
+
+def dense_ggn(params, fn, X, y):
+    flat, unravel = ravel_pytree(params)
+    J = jax.jacfwd(lambda f: fn(unravel(f), X))(flat).reshape(-1, flat.size)
+    out = fn(params, X)
+    HL = jax.hessian(lambda o: ce(o.reshape(out.shape), y))(out.ravel())
+    return np.asarray(J.T @ HL @ J)
+
+
+def rel(a, b):
+    a, b = np.asarray(a), np.asarray(b)
+    return np.abs(a - b).max() / max(np.abs(b).max(), 1e-300)
+
+
+@pytest.mark.parametrize("model", ["mlp", "conv"])
+def test_hessian_matches_jax_hessian(model):
+    params, fn, X, y = problem(model)
+    flat, unravel = ravel_pytree(params)
+
+    def loss(p, batch):
+        return ce(fn(p, batch[0]), batch[1])
+
+    dense = jax.hessian(lambda f: loss(unravel(f), (X, y)))(flat)
+    H = HessianOperator(loss, params, (X, y))
+    assert rel(H.to_dense(), dense) <= 1e-10
+    assert rel(H.gradient(), jax.grad(lambda f: loss(unravel(f), (X, y)))(flat)) <= 1e-10
+    assert abs(float(H.loss()) - float(loss(params, (X, y)))) <= 1e-12
+
+
+@pytest.mark.parametrize("model", ["mlp", "conv"])
+def test_ggn_matches_explicit_jt_h_j_and_is_psd(model):
+    params, fn, X, y = problem(model)
+    G = np.asarray(GGNOperator(fn, "cross_entropy", params, (X, y)).to_dense())
+    ref = dense_ggn(params, fn, X, y)
+    assert rel(G, ref) <= 1e-10
+    assert np.abs(G - G.T).max() <= 1e-12 * np.abs(G).max()
+    assert np.linalg.eigvalsh(G).min() >= -1e-10 * np.abs(G).max()
+    G_callable = GGNOperator(fn, ce, params, (X, y)).to_dense()  # the autodiff path of a callable loss
+    assert rel(G_callable, ref) <= 1e-10
+
+
+def test_exact_fisher_equals_ggn_and_mc_fisher_converges():
+    params, fn, X, y = problem()
+    flat, unravel = ravel_pytree(params)
+    G = dense_ggn(params, fn, X, y)
+    # exact Fisher: expectation over labels drawn from the model, sum_c p_c g_c g_c^T per sample
+    p = jax.nn.softmax(fn(params, X))
+    exact = np.zeros_like(G)
+    for c in range(3):
+        label = jnp.array([c])
+        g = jax.vmap(lambda xi, t=label: jax.grad(lambda f: ce(fn(unravel(f), xi[None]), t))(flat))(X)
+        exact += np.einsum("n,ni,nj->ij", np.asarray(p[:, c]), np.asarray(g), np.asarray(g)) / X.shape[0]
+    assert rel(exact, G) <= 1e-10
+    errors = [rel(FisherOperator(fn, "cross_entropy", params, (X, y), mc_samples=s, seed=1).to_dense(), G)
+              for s in (1, 30, 1000)]
+    assert errors[0] > errors[1] > errors[2] and errors[2] < 0.05
+    again = FisherOperator(fn, "cross_entropy", params, (X, y), mc_samples=30, seed=1).to_dense()
+    assert rel(again, FisherOperator(fn, "cross_entropy", params, (X, y), mc_samples=30, seed=1).to_dense()) == 0
+
+
+def test_mc_fisher_for_mse_converges_to_ggn():
+    params, fn, X, _ = problem()
+    t = jnp.sin(X[:, :3])
+
+    def mse(o, y):
+        return jnp.mean((o - y) ** 2)
+
+    G = np.asarray(GGNOperator(fn, "mse", params, (X, t)).to_dense())
+    assert rel(GGNOperator(fn, mse, params, (X, t)).to_dense(), G) <= 1e-12
+    errors = [rel(FisherOperator(fn, "mse", params, (X, t), mc_samples=s, seed=0).to_dense(), G) for s in (1, 2000)]
+    assert errors[1] < errors[0] and errors[1] < 0.1
+
+
+def test_empirical_fisher_is_mean_of_gradient_outer_products():
+    params, fn, X, y = problem()
+    flat, unravel = ravel_pytree(params)
+    g = jax.vmap(lambda xi, yi: jax.grad(lambda f: ce(fn(unravel(f), xi[None]), yi[None]))(flat))(X, y)
+    F = FisherOperator(fn, "cross_entropy", params, (X, y), kind="empirical")
+    assert rel(F.to_dense(), g.T @ g / X.shape[0]) <= 1e-10
+
+
+@pytest.mark.parametrize("kind", ["hessian", "ggn", "fisher-emp"])
+def test_batches_with_short_last_batch_equal_one_batch(kind):
+    params, fn, X, y = problem(n=11)
+
+    def build(data, **kw):
+        if kind == "hessian":
+            return HessianOperator(lambda p, b: ce(fn(p, b[0]), b[1]), params, data, **kw)
+        if kind == "ggn":
+            return GGNOperator(fn, "cross_entropy", params, data, **kw)
+        return FisherOperator(fn, "cross_entropy", params, data, kind="empirical", **kw)
+
+    one = build((X, y))
+    split = build((X, y), batch_size=4)  # 4 + 4 + 3
+    listed = build([(X[:5], y[:5]), (X[5:], y[5:])])
+    assert [b[0].shape[0] for b in split.batches] == [4, 4, 3]
+    assert rel(split.to_dense(), one.to_dense()) <= 1e-12
+    assert rel(listed.to_dense(), one.to_dense()) <= 1e-12
+
+
+def test_generic_algorithms_run_unchanged_on_jax_operators():
+    params, fn, X, y = problem(n=17)
+    H = HessianOperator(lambda p, b: ce(fn(p, b[0]), b[1]), params, (X, y))
+    dense = np.asarray(H.to_dense())
+    w = np.linalg.eigvalsh(dense)
+    res = specop.eigsh(H, k=3, which="BE", seed=0, dense=False, tol=1e-10)
+    want = np.sort(np.concatenate([w[:1], w[-2:]]))
+    assert np.abs(res.eigenvalues - want).max() <= 1e-8 * np.abs(w).max()
+    lz = specop.lanczos(H, steps=H.shape[0], reorth="full", seed=0)
+    theta = lz.ritz()[0]  # CE's logit-shift invariance gives repeated zero eigenvalues: Krylov dim < n
+    assert np.abs(theta[:, None] - w[None, :]).min(axis=1).max() <= 1e-10 * np.abs(w).max()
+    assert np.abs(theta[[0, -1]] - w[[0, -1]]).max() <= 1e-10 * np.abs(w).max()
+    sd = specop.spectral_density(H, method="slq", num_probes=2, steps=8, seed=3)
+    ref = specop.spectral_density(dense, method="slq", num_probes=2, steps=8, seed=3)
+    assert np.abs(sd.nodes - ref.nodes).max() <= 1e-10 * np.abs(w).max()
+    G = GGNOperator(fn, "cross_entropy", params, (X, y))
+    R = H - G  # Papyan's residual through the operator algebra
+    assert rel(R.to_dense(), dense - np.asarray(G.to_dense())) <= 1e-12
+
+
+def test_unravel_maps_flat_vectors_back_to_pytrees():
+    params, fn, X, y = problem()
+    H = HessianOperator(lambda p, b: ce(fn(p, b[0]), b[1]), params, (X, y))
+    flat, _ = ravel_pytree(params)
+    tree = H.unravel(flat)
+    assert jax.tree_util.tree_all(jax.tree_util.tree_map(lambda a, b: bool(jnp.all(a == b)), tree, params))
+    res = specop.eigsh(H, k=2, seed=0)
+    trees = H.unravel(res.eigenvectors)
+    assert len(trees) == 2 and set(trees[0]) == set(params)
+    with pytest.raises(ValueError, match="shape"):
+        H.unravel(jnp.ones(3))
+
+
+def test_bad_input_gives_clear_errors():
+    params, fn, X, y = problem()
+    with pytest.raises(ValueError, match="scalar"):
+        HessianOperator(lambda p, b: fn(p, b[0]), params, (X, y))  # not reduced to a scalar
+    H = HessianOperator(lambda p, b: ce(fn(p, b[0]), b[1]), params, (X, y))
+    with pytest.raises(ValueError, match="shape"):
+        H.matvec(jnp.ones(H.shape[0] + 1))
+    with pytest.raises(ValueError, match="leading sample axis"):
+        HessianOperator(lambda p, b: ce(fn(p, b[0]), b[1]), params, (X, jnp.asarray(1)))
+    with pytest.raises(ValueError, match="disagree"):
+        HessianOperator(lambda p, b: ce(fn(p, b[0]), b[1]), params, (X, y[:-1]))
+    with pytest.raises(ValueError, match="empty"):
+        HessianOperator(lambda p, b: ce(fn(p, b[0]), b[1]), params, [])
+    with pytest.raises(ValueError, match="cross_entropy"):
+        FisherOperator(fn, ce, params, (X, y), kind="mc")
+    with pytest.raises(ValueError, match="kind"):
+        FisherOperator(fn, "cross_entropy", params, (X, y), kind="exact")
+
+
+def test_float64_without_x64_is_refused():
+    code = textwrap.dedent("""
+        import jax, jax.numpy as jnp
+        from specop.curvature.jax import HessianOperator
+        X = jnp.ones((4, 2)); y = jnp.ones(4)
+        try:
+            HessianOperator(lambda p, b: jnp.mean((b[0] @ p - b[1]) ** 2), jnp.ones(2), (X, y), dtype="float64")
+        except ValueError as err:
+            print("refused:", err)
+    """)
+    env = {k: v for k, v in os.environ.items() if k != "JAX_ENABLE_X64"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert "refused:" in out.stdout and "jax_enable_x64" in out.stdout, out.stdout + out.stderr
+
+
+def test_sharded_operator_equals_single_device_on_two_devices():
+    code = textwrap.dedent("""
+        import jax, jax.numpy as jnp, numpy as np
+        jax.config.update("jax_enable_x64", True)
+        assert len(jax.devices()) == 2, jax.devices()
+        from specop.curvature.jax import HessianOperator, GGNOperator
+        k = jax.random.PRNGKey(0)
+        params = {"W": jax.random.normal(k, (5, 3)), "b": jnp.zeros(3)}
+        model = lambda p, x: jnp.tanh(x @ p["W"] + p["b"])
+        ce = lambda o, y: -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(o), y[:, None], axis=1))
+        X = jax.random.normal(jax.random.fold_in(k, 1), (16, 5)); y = jnp.arange(16) % 3
+        loss = lambda p, b: ce(model(p, b[0]), b[1])
+        V = jax.random.normal(jax.random.fold_in(k, 2), (18, 4))
+        for build in (lambda **kw: HessianOperator(loss, params, (X, y), **kw),
+                      lambda **kw: GGNOperator(model, ce, params, (X, y), **kw)):
+            one, two = build(), build(devices=jax.devices())
+            assert len(two.devices) == 2, two.devices
+            assert len(two.batches[0][0].sharding.device_set) == 2
+            err = float(jnp.abs(one.matmat(V) - two.matmat(V)).max() / jnp.abs(one.matmat(V)).max())
+            assert err <= 1e-12, err
+        print("OK")
+    """)
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2", JAX_PLATFORMS="cpu")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180, env=env)
+    assert out.returncode == 0 and "OK" in out.stdout, out.stdout + out.stderr
+
+
+def test_torch_and_jax_operators_agree_on_the_same_mlp():
+    torch = pytest.importorskip("torch")
+    from specop.curvature import torch as tc
+
+    params, fn, X, y = problem(n=9)
+    net = torch.nn.Sequential(torch.nn.Linear(5, 4), torch.nn.Tanh(), torch.nn.Linear(4, 3)).double()
+    with torch.no_grad():
+        net[0].weight.copy_(torch.tensor(np.asarray(params["W0"]).T))
+        net[0].bias.copy_(torch.tensor(np.asarray(params["b0"])))
+        net[2].weight.copy_(torch.tensor(np.asarray(params["W1"]).T))
+        net[2].bias.copy_(torch.tensor(np.asarray(params["b1"])))
+    data = (torch.tensor(np.asarray(X)), torch.tensor(np.asarray(y), dtype=torch.long))
+    loss = torch.nn.CrossEntropyLoss()
+    # the flat orders differ (torch: W0^T, b0, W1^T, b1; ravel_pytree: sorted keys b0, b1, W0, W1):
+    # compare the dense matrices after mapping torch's order to JAX's
+    perm_blocks = {"W0": (0, (4, 5)), "b0": (20, (4,)), "W1": (24, (3, 4)), "b1": (36, (3,))}
+    index = []
+    for name in sorted(params):  # ravel_pytree order
+        start, shape = perm_blocks[name]
+        idx = np.arange(int(np.prod(shape))).reshape(shape) + start
+        index.append((idx.T if len(shape) == 2 else idx).ravel())
+    index = np.concatenate(index)
+    for jop, top in ((HessianOperator(lambda p, b: ce(fn(p, b[0]), b[1]), params, (X, y)),
+                      tc.HessianOperator(net, loss, data)),
+                     (GGNOperator(fn, "cross_entropy", params, (X, y)), tc.GGNOperator(net, loss, data))):
+        T = top.to_dense().numpy()[np.ix_(index, index)]
+        assert rel(np.asarray(jop.to_dense()), T) <= 1e-10
