@@ -89,6 +89,9 @@ def test_hessian_matches_jax_hessian(model):
     dense = jax.hessian(lambda f: loss(unravel(f), (X, y)))(flat)
     H = HessianOperator(loss, params, (X, y))
     assert rel(H.to_dense(), dense) <= 1e-10
+    # with model_fn, loss_fn is the loss on the outputs (a callable or a name)
+    assert rel(HessianOperator(ce, params, (X, y), model_fn=fn).to_dense(), dense) <= 1e-10
+    assert rel(HessianOperator("cross_entropy", params, (X, y), model_fn=fn).to_dense(), dense) <= 1e-10
     assert rel(H.gradient(), jax.grad(lambda f: loss(unravel(f), (X, y)))(flat)) <= 1e-10
     assert abs(float(H.loss()) - float(loss(params, (X, y)))) <= 1e-12
 

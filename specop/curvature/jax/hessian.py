@@ -13,6 +13,7 @@ from typing import Any
 
 import jax
 
+from specop.curvature.jax._losses import resolve_loss
 from specop.curvature.jax.base import JaxCurvatureOperator
 
 __all__ = ["HessianOperator"]
@@ -32,14 +33,23 @@ class HessianOperator(JaxCurvatureOperator):
         See :class:`~specop.curvature.jax.base.JaxCurvatureOperator` (also for
         ``batch_size``, ``devices``, ``sharding``, ``dtype``).
     model_fn : callable, optional
-        Accepted for symmetry with the GGN; unused.
+        ``model_fn(params, X) -> outputs``. When given, ``loss_fn`` is the loss on the
+        outputs, ``loss_fn(outputs, targets)`` (or ``"cross_entropy"``/``"mse"``), as
+        for :class:`~specop.curvature.jax.GGNOperator`, and the batch loss is
+        ``loss_fn(model_fn(params, X), y)``.
     """
 
-    def __init__(self, loss_fn: Callable[..., Any], params: Any, data: Any, model_fn: Any = None,
+    def __init__(self, loss_fn: Any, params: Any, data: Any, model_fn: Callable[..., Any] | None = None,
                  **kwargs: Any) -> None:
-        if not callable(loss_fn):
+        if model_fn is not None:
+            if not callable(model_fn):
+                raise TypeError(f"model_fn: expected a callable, got {type(model_fn).__name__}")
+            _, out_loss = resolve_loss(loss_fn)
+            self.loss_fn = lambda p, batch: out_loss(model_fn(p, batch[0]), batch[1])
+        elif not callable(loss_fn):
             raise TypeError(f"loss_fn: expected a callable, got {type(loss_fn).__name__}")
-        self.loss_fn = loss_fn
+        else:
+            self.loss_fn = loss_fn
         super().__init__(params, data, **kwargs)
 
     def _flat_loss(self, flat: Any, batch: tuple) -> Any:
