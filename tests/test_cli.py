@@ -137,7 +137,7 @@ def _run(args, cwd):
 
 
 def test_killed_run_resumes_to_identical_json(factory_dir):
-    args = ["report", "--model", "userfactory:make", "--k", "3", "--probes", "6", "--steps", "25", "--quiet"]
+    args = ["report", "--model", "userfactory:make", "--k", "3", "--probes", "4", "--steps", "12", "--quiet"]
     assert _run([*args, "--output", "plain.json"], factory_dir).wait(timeout=300) == 0
     ck = factory_dir / "ck"
     proc = _run([*args, "--output", "resumed.json", "--checkpoint", str(ck)], factory_dir)
