@@ -40,6 +40,7 @@ __all__ = [
     "batched_apply",
     "assign",
     "axpy",
+    "vdot",
     "scale",
     "astype",
     "is_array",
@@ -273,6 +274,16 @@ def axpy(y: Any, a: Any, x: Any) -> Any:
         a_t = a if aac.is_torch_array(a) else y.new_tensor(float(a))
         return y.addcmul_(x, a_t.to(y.dtype))
     return y + a * x
+
+
+def vdot(u: Any, v: Any) -> Any:
+    """``u . v`` of two vectors as a 0-d array (numpy: scipy's BLAS ``dot``, the library that
+    :func:`axpy` and :func:`scale` use, so one OpenBLAS thread pool serves the whole step)."""
+    if aac.is_numpy_array(u) and u.dtype == v.dtype and u.dtype in (np.float32, np.float64) and u.ndim == 1:
+        from scipy.linalg import blas
+
+        return u.dtype.type(blas.get_blas_funcs("dot", (u, v))(u, v))
+    return u @ v
 
 
 def scale(x: Any, c: Any) -> Any:

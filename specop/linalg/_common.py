@@ -66,12 +66,12 @@ def start_vector(A: LinearOperator, v0: Any, seed: Any, dtype: Any, what: str, i
 
 def dot(xp: Any, u: Any, v: Any) -> Any:
     """``u . v`` of two vectors as a 0-d array (one pass, no host synchronisation)."""
-    return u @ v
+    return backends.vdot(u, v)
 
 
 def norm(xp: Any, v: Any) -> Any:
     """Euclidean norm of a vector as a 0-d array (no host synchronisation)."""
-    return xp.sqrt(v @ v)
+    return xp.sqrt(backends.vdot(v, v))
 
 
 def check_finite(values: np.ndarray, what: str, first_step: int) -> None:
