@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_operators_strategies import JAX_SIZES, _size_pool, sizes  # one size pool for all strategies
 
 import specop
 
@@ -28,11 +29,9 @@ STRUCTURES = ("random", "indefinite", "clustered", "repeated", "few_distinct", "
 #: Structures whose spectrum has n distinct, separated eigenvalues.
 DISTINCT = ("random", "indefinite", "clustered", "diagonal")
 DTYPES = ("float64", "float32")
-#: JAX compiles each primitive anew for every shape it meets (~50-150 ms on 2 cores), and the
-#: Lanczos basis is sliced to every length 1..n: on JAX sizes come from this fixed pool, so
-#: compiled programs are reused across examples.
-JAX_SIZES = (1, 2, 3, 5, 8, 13, 21, 40)
-_size_pool: list[tuple[int, ...] | None] = [None]
+# JAX compiles each primitive anew for every shape it meets (~50-150 ms on 2 cores), and the
+# Lanczos basis is sliced to every length 1..n: on JAX sizes come from the fixed pool JAX_SIZES
+# (shared with the operator strategies), so compiled programs are reused across examples.
 
 
 @dataclass(frozen=True)
@@ -110,14 +109,6 @@ def spectrum(rng: np.random.Generator, n: int, structure: str) -> np.ndarray:
         d[:r] = rng.standard_normal(r)
         return d
     return rng.standard_normal(n)
-
-
-def sizes(low: int, high: int) -> st.SearchStrategy[int]:
-    """Integers in ``[low, high]`` (on JAX, inside :func:`run`: those of ``JAX_SIZES``)."""
-    pool = _size_pool[0]
-    if pool is not None and any(low <= s <= high for s in pool):
-        return st.sampled_from([s for s in pool if low <= s <= high])
-    return st.integers(low, high)
 
 
 @st.composite

@@ -17,7 +17,7 @@ def _matrix(n: int = 30) -> np.ndarray:
     return (M + M.T) / np.sqrt(2 * n)
 
 
-def _same(a, b) -> None:
+def assert_same_result(a, b) -> None:
     assert a.matvecs == b.matvecs
     if isinstance(a, specop.SLQDensity):
         assert np.array_equal(a.nodes, b.nodes) and np.array_equal(a.weights, b.weights)
@@ -32,7 +32,7 @@ def test_more_probes_on_the_same_checkpoint_equal_a_fresh_run(backend, tmp_path,
     kw = {"method": method, "steps": 12, "degree": 16, "seed": 5}
     specop.spectral_density(op, num_probes=3, checkpoint=path, **kw)
     resumed = specop.spectral_density(op, num_probes=6, checkpoint=path, **kw)
-    _same(resumed, specop.spectral_density(op, num_probes=6, **kw))
+    assert_same_result(resumed, specop.spectral_density(op, num_probes=6, **kw))
 
 
 @pytest.mark.parametrize("method", ["slq", "kpm"])
@@ -48,7 +48,7 @@ def test_interrupted_run_resumes_to_the_identical_result(backend, tmp_path, meth
     with pytest.raises(KeyboardInterrupt):
         specop.spectral_density(op, checkpoint=path, progress=stop_after_first_block, **kw)
     assert path.exists() and not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
-    _same(specop.spectral_density(op, checkpoint=path, **kw), specop.spectral_density(op, **kw))
+    assert_same_result(specop.spectral_density(op, checkpoint=path, **kw), specop.spectral_density(op, **kw))
 
 
 @pytest.mark.parametrize("change", [{"steps": 11}, {"method": "kpm"}, {"kind": "gaussian"}, {"block": 2}])
@@ -67,7 +67,7 @@ def test_seed_none_reuses_the_stored_seed(tmp_path):
     key = Checkpoint(path, {}).stored_fingerprint()["seed"]
     resumed = specop.spectral_density(A, num_probes=4, steps=8, seed=None, checkpoint=path)
     assert np.array_equal(resumed.nodes[:2], first.nodes)
-    _same(resumed, specop.spectral_density(A, num_probes=4, steps=8, seed=key))
+    assert_same_result(resumed, specop.spectral_density(A, num_probes=4, steps=8, seed=key))
 
 
 def test_save_is_atomic(tmp_path, monkeypatch):

@@ -163,7 +163,8 @@ def lanczos(A: Any, v0: Any = None, *, steps: int, reorth: str = "full", seed: A
         B = backends.assign(B, 0, v)
     sync_every = 1 if (reorth == "selective" or backends.is_host(xp, A.device)) else SYNC_EVERY
     eps = float(np.finfo(backends.dtype_name(A.dtype)).eps)
-    omega = _Omega(steps, float(np.finfo(backends.dtype_name(rdt)).eps)) if reorth == "selective" else None
+    # orthogonality is lost at the rate of the matvec's rounding: the operator's eps, not the recurrence's
+    omega = _Omega(steps, max(eps, float(np.finfo(backends.dtype_name(rdt)).eps))) if reorth == "selective" else None
 
     alphas: list[Any] = []
     betas: list[Any] = []

@@ -200,7 +200,7 @@ class CurvatureOperator(LinearOperator):
 
     def _matmat_batch(self, X: torch.Tensor, y: torch.Tensor, M: torch.Tensor) -> torch.Tensor:
         """The batch-mean curvature of batch ``(X, y)`` times ``M`` (P, k): the one subclass hook."""
-        raise NotImplementedError
+        raise NotImplementedError  # abstract: each operator defines its batch product
 
     # --------------------------------------------------------------- public extras
     def gradient(self) -> torch.Tensor:
