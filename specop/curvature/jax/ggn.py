@@ -52,6 +52,15 @@ class GGNOperator(JaxCurvatureOperator):
     def _flat_loss(self, flat: Any, batch: tuple) -> Any:
         return self.out_loss(self._outputs(flat, batch[0]), batch[1])
 
+    def _check_batch(self, flat: Any, batch: tuple) -> None:
+        if len(batch) < 2:
+            raise ValueError(f"data: a batch must be (X, y), got {len(batch)} array(s)")
+        out = jax.eval_shape(self._outputs, flat, batch[0])
+        if not out.shape or out.shape[0] != batch[0].shape[0]:
+            raise ValueError(f"model_fn must return outputs with the {batch[0].shape[0]} samples on axis 0, "
+                             f"got shape {tuple(out.shape)}")
+        super()._check_batch(flat, batch)
+
     def _batch_matmat(self, flat: Any, batch: tuple, V: Any, index: Any) -> Any:
         X, y = batch[0], batch[1]
         out, vjp = jax.vjp(lambda p: self._outputs(p, X), flat)
