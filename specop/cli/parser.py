@@ -50,8 +50,10 @@ def _common(p: argparse.ArgumentParser) -> None:
     g.add_argument("--device", help="torch device for the model and data, e.g. cuda:0 (default: where they are)")
     g.add_argument("--dtype", choices=("float32", "float64"), help="operator precision (default: the model's)")
     g.add_argument("--distributed", action="store_true",
-                   help="under torchrun: initialise torch.distributed, shard the (X, y) data by rank, "
-                        "all-reduce every product; rank 0 prints and writes")
+                   help="under torchrun (torch backend): initialise torch.distributed (NCCL for a CUDA "
+                        "--device, which becomes cuda:LOCAL_RANK; gloo otherwise), give rank r of W the samples "
+                        "r, r+W, ... of an (X, y) data set, all-reduce every product; rank 0 prints and writes "
+                        "the outputs and the --checkpoint")
     g.add_argument("--train-steps", type=_nonneg, default=300,
                    help="Adam steps for the embedded digits model (default 300)")
     g = p.add_argument_group("run")

@@ -51,8 +51,8 @@ def load_factory(spec: str) -> Any:
             if os.getcwd() not in sys.path and "" not in sys.path:
                 sys.path.insert(0, os.getcwd())
             module = importlib.import_module(mod_name)
-    except ImportError as exc:
-        raise UsageError(f"--model: cannot import {mod_name!r}: {exc}") from exc
+    except (ImportError, SyntaxError) as exc:
+        raise UsageError(f"--model: cannot import {mod_name!r}: {type(exc).__name__}: {exc}") from exc
     fn = getattr(module, attr, None)
     if fn is None or not callable(fn):
         raise UsageError(f"--model: {mod_name!r} has no callable named {attr!r}")
@@ -73,7 +73,7 @@ def _torch_problem(args: Any, result: Any) -> Problem:
         raise UsageError(f"--model: the factory's loss_fn must be callable, got {type(loss_fn).__name__}")
     if isinstance(data, (tuple, list)) and len(data) == 2 and all(isinstance(t, torch.Tensor) for t in data):
         data = tuple(data)
-        if args.distributed:
+        if args.distributed:  # rank r of W keeps samples r, r + W, r + 2W, ...
             import torch.distributed as dist
 
             rank, world = dist.get_rank(), dist.get_world_size()
@@ -85,6 +85,8 @@ def _torch_problem(args: Any, result: Any) -> Problem:
         model = model.to(args.device)
         if isinstance(data, tuple):
             data = tuple(t.to(args.device) for t in data)
+    if args.distributed:
+        _broadcast_model(model)
     dtype = None if args.dtype is None else getattr(torch, args.dtype)
     H = HessianOperator(model, loss_fn, data, dtype=dtype)
     G = GGNOperator(model, loss_fn, data, dtype=dtype)
@@ -93,7 +95,19 @@ def _torch_problem(args: Any, result: Any) -> Problem:
     return Problem(H, G, info)
 
 
+def _broadcast_model(model: Any) -> None:
+    """Give every rank rank 0's parameters and buffers (a factory may initialise without a seed)."""
+    import torch
+    import torch.distributed as dist
+
+    with torch.no_grad():
+        for t in [*model.parameters(), *model.buffers()]:
+            dist.broadcast(t.data, src=0)
+
+
 def _jax_problem(args: Any, result: Any) -> Problem:
+    if args.distributed:
+        raise UsageError("--distributed: only the torch backend is supported (JAX shards with jax.distributed)")
     try:
         from specop.curvature.jax import GGNOperator, HessianOperator
     except ImportError as exc:
