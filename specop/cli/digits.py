@@ -2,9 +2,13 @@
 
 scikit-learn ships the 1,797 8x8 handwritten digits (UCI "Optical Recognition of
 Handwritten Digits", Alpaydin & Kaynak 1998) inside the package, so nothing is
-downloaded. The model is a 64-32-32-10 tanh MLP (P = 3,466 parameters) trained by
-full-batch Adam (Kingma & Ba, ICLR 2015) on the mean cross-entropy; training is
-seeded and takes about a second on one CPU core.
+downloaded. The model is a 64-64-10 tanh MLP (P = 4,810 parameters) trained by
+full-batch gradient descent (learning rate 0.1, 300 steps) on the mean cross-entropy;
+training is seeded and takes one to two seconds on one CPU core. At that point (94%
+training accuracy, loss 0.29) the Hessian shows the C - 1 = 9 outliers of
+cross-entropy clearly (Papyan, JMLR 2020): the 9th/10th eigenvalue ratio is 2.0-2.5
+over initialisation seeds 0-3, the largest gap of the top 12. Trained to zero loss,
+the outliers shrink into the bulk, which is why training stops early.
 
 Benchmarks and the docs examples import :func:`digits_problem` and
 :func:`load_digits_tensors` from here, so the numbers they show match the report.
@@ -21,7 +25,7 @@ from typing import Any
 __all__ = ["WIDTHS", "load_digits_tensors", "make_mlp", "train", "digits_problem", "num_classes"]
 
 #: Layer widths of the embedded MLP (input, hidden, hidden, classes).
-WIDTHS = (64, 32, 32, 10)
+WIDTHS = (64, 64, 10)
 
 
 def _torch_dtype(dtype: Any) -> Any:
@@ -149,7 +153,7 @@ def train(model: Any, loss_fn: Callable[[Any, Any], Any], data: tuple[Any, Any],
 
 
 def digits_problem(seed: int = 0, train_steps: int = 300, dtype: Any = "float64", device: Any = None,
-                   lr: float = 1e-2) -> tuple[Any, Any, tuple[Any, Any]]:
+                   lr: float = 0.1, optimizer: str = "gd") -> tuple[Any, Any, tuple[Any, Any]]:
     """The report's problem: a trained digits MLP, its loss and the full data set.
 
     Parameters
@@ -157,19 +161,21 @@ def digits_problem(seed: int = 0, train_steps: int = 300, dtype: Any = "float64"
     seed : int
         Seed of the initialisation.
     train_steps : int
-        Full-batch Adam steps (0 = the untrained network).
+        Full-batch training steps (0 = the untrained network).
     dtype : str or torch.dtype
         ``"float64"`` (default) or ``"float32"``; training always runs in float64 and
         the trained model is cast afterwards, so both precisions see the same weights.
     device : str or torch.device, optional
         Where the model and data live.
     lr : float
-        Adam learning rate.
+        Learning rate.
+    optimizer : {"gd", "adam", "sgd"}
+        Full-batch gradient descent (default), full-batch Adam, or minibatch SGD.
 
     Returns
     -------
     model : torch.nn.Sequential
-        The trained 64-32-32-10 tanh MLP.
+        The trained 64-64-10 tanh MLP.
     loss_fn : torch.nn.CrossEntropyLoss
         Mean cross-entropy on ``(logits, labels)``.
     data : tuple of torch.Tensor
@@ -180,14 +186,14 @@ def digits_problem(seed: int = 0, train_steps: int = 300, dtype: Any = "float64"
     >>> from specop.cli.digits import digits_problem
     >>> model, loss_fn, (X, y) = digits_problem(seed=0, train_steps=10)
     >>> sum(p.numel() for p in model.parameters())
-    3466
+    4810
     """
     import torch
 
     loss_fn = torch.nn.CrossEntropyLoss()
     X, y = load_digits_tensors("float64")
     model = make_mlp(seed)
-    train(model, loss_fn, (X, y), train_steps, lr=lr)
+    train(model, loss_fn, (X, y), train_steps, lr=lr, optimizer=optimizer)
     dt = _torch_dtype(dtype)
     model = model.to(dtype=dt, device=device)
     return model, loss_fn, (X.to(dtype=dt, device=device), y.to(device))

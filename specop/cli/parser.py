@@ -45,7 +45,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     g.add_argument("--model", metavar="MOD:FACTORY",
                    help="user model factory 'package.module:factory' or 'file.py:factory'; torch: returns "
                         "(model, loss_fn, data); JAX: (loss_fn, params, data[, model_fn]). Default: the embedded "
-                        "digits MLP (64-32-32-10 tanh, trained for --train-steps Adam steps)")
+                        "digits MLP (64-64-10 tanh, trained for --train-steps full-batch gradient descent steps)")
     g.add_argument("--backend", choices=("torch", "jax"), help="backend of --model (default: detected)")
     g.add_argument("--device", help="torch device for the model and data, e.g. cuda:0 (default: where they are)")
     g.add_argument("--dtype", choices=("float32", "float64"), help="operator precision (default: the model's)")
@@ -55,7 +55,7 @@ def _common(p: argparse.ArgumentParser) -> None:
                         "r, r+W, ... of an (X, y) data set, all-reduce every product; rank 0 prints and writes "
                         "the outputs and the --checkpoint")
     g.add_argument("--train-steps", type=_nonneg, default=300,
-                   help="Adam steps for the embedded digits model (default 300)")
+                   help="full-batch gradient descent steps (lr 0.1) for the embedded digits model (default 300)")
     g = p.add_argument_group("run")
     g.add_argument("--seed", type=_nonneg, default=0, help="seed of training, probes and start vectors (default 0)")
     g.add_argument("--output", metavar="PATH", help="JSON output; the PNG is written beside it with the same stem "

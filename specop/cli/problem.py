@@ -143,7 +143,7 @@ def build_problem(args: Any) -> Problem:
 
         result = digits_problem(seed=args.seed, train_steps=args.train_steps, dtype=args.dtype or "float64")
         problem = _torch_problem(args, result)
-        problem.info.update(model="digits MLP 64-32-32-10 tanh", train_steps=args.train_steps,
+        problem.info.update(model="digits MLP 64-64-10 tanh", train_steps=args.train_steps,
                             num_samples=1797, classes=10)
         return problem
     factory = load_factory(args.model)
