@@ -33,3 +33,36 @@ def test_slq_vs_kpm_quick_is_close_to_exact(tmp_path, monkeypatch):
     res = ns["main"](quick=True)
     assert res["slq_matvecs"] <= res["kpm_matvecs"] + 4 * 2  # equal budgets
     assert res["cdf_error"]["slq"] < 0.1 and res["cdf_error"]["kpm"] < 0.1
+
+
+def _quick_main(name, tmp_path, monkeypatch):
+    pytest.importorskip("torch")
+    monkeypatch.setenv("SPECOP_FIGURES", str(tmp_path))
+    return runpy.run_path(str(EXAMPLES / f"{name}.py"))["main"](quick=True)
+
+
+def test_sharpness_lr_quick_reaches_edge_of_stability(tmp_path, monkeypatch):
+    # Cohen et al. 2021: under full-batch GD the sharpness rises from below 2/eta and then hovers at 2/eta.
+    res = _quick_main("sharpness_lr", tmp_path, monkeypatch)
+    for lr, start, final in zip(res["lr"], res["initial"], res["final"], strict=True):
+        assert start < 0.8 * (2 / lr)  # progressive sharpening has work to do
+        assert 0.5 <= final / (2 / lr) <= 1.5
+        assert final > 1.2 * start
+
+
+def test_gradient_subspace_quick_gradient_in_top_eigenspace(tmp_path, monkeypatch):
+    # Gur-Ari et al. 2018: after a short transient the gradient lies mostly in the top-k Hessian eigenspace.
+    res = _quick_main("gradient_subspace", tmp_path, monkeypatch)
+    assert res["k"] == 10 and res["random"] == pytest.approx(res["k"] / res["P"])
+    assert all(0.0 <= f <= 1.0 + 1e-9 for f in res["fraction"])
+    assert res["median_second_half"] > 0.3
+    assert res["min_second_half"] > 50 * res["random"]
+
+
+def test_negative_mass_quick_shrinks_early(tmp_path, monkeypatch):
+    # Ghorbani et al. 2019: the negative eigenvalue mass of the Hessian shrinks early in training.
+    res = _quick_main("negative_mass", tmp_path, monkeypatch)
+    for key in ("negative_mass", "clearly_negative_mass"):
+        start, end = res[key][0], res[key][-1]
+        assert all(0.0 <= m <= 1.0 for m in res[key])
+        assert end < 0.5 * start, (key, res[key])
