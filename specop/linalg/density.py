@@ -119,17 +119,27 @@ class SLQDensity(SpectralDensity):
         Ritz values per probe (a probe that broke down early is padded with zero weights).
     weights : numpy.ndarray, shape (probes, steps)
         Quadrature weights per probe; each row sums to 1.
+    deflated : numpy.ndarray, shape (k,)
+        Eigenvalues computed exactly and removed before the probes ran
+        (``spectral_density(..., deflate=k)``); each carries mass ``1 / n``, and the
+        quadrature rules describe the other ``n - k`` eigenvalues (mass ``1 - k / n``).
     """
 
     nodes: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
     weights: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    deflated: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
     @property
     def num_probes(self) -> int:
         return int(self.nodes.shape[0])
 
+    @property
+    def _mass(self) -> float:
+        """Mass of the probed (not deflated) part of the spectrum."""
+        return 1.0 - self.deflated.size / self.n if self.deflated.size else 1.0
+
     def support(self) -> tuple[float, float]:
-        used = self.nodes[self.weights > 0]
+        used = np.concatenate([self.nodes[self.weights > 0], self.deflated])
         return float(used.min()), float(used.max())
 
     def default_sigma(self) -> float:
@@ -139,21 +149,35 @@ class SLQDensity(SpectralDensity):
 
     def per_probe(self, grid: np.ndarray, sigma: float | None = None) -> np.ndarray:
         sigma = self.default_sigma() if sigma is None else float(sigma)
-        return _gauss(grid, self.nodes, self.weights, sigma)
+        dens = self._mass * _gauss(grid, self.nodes, self.weights, sigma)
+        if self.deflated.size:  # exact atoms: the same in every probe's estimate
+            dens += _gauss(grid, self.deflated[None, :], np.full((1, self.deflated.size), 1.0 / self.n), sigma)
+        return dens
 
     def cdf(self, x: Any, sigma: float | None = None) -> np.ndarray:
         """Fraction of eigenvalues ``<= x`` (a step function; smoothed if ``sigma`` is given)."""
         x = np.asarray(x, dtype=np.float64)
         flat = x.reshape(-1)
-        if sigma is None:
-            steps = (self.nodes[:, :, None] <= flat[None, None, :]).astype(np.float64)
-        else:
-            steps = ndtr((flat[None, None, :] - self.nodes[:, :, None]) / sigma)
-        return np.einsum("ri,rig->g", self.weights, steps).reshape(x.shape) / self.num_probes
+
+        def step(nodes: np.ndarray) -> np.ndarray:
+            if sigma is None:
+                return (nodes[..., None] <= flat).astype(np.float64)
+            return ndtr((flat - nodes[..., None]) / sigma)
+
+        out = self._mass * np.einsum("ri,rig->g", self.weights, step(self.nodes)) / self.num_probes
+        if self.deflated.size:
+            out += step(self.deflated).sum(axis=0) / self.n
+        return out.reshape(x.shape)
 
     def quadrature(self, f: Any) -> np.ndarray:
-        """Per-probe Gauss quadrature ``sum_i w_ri f(theta_ri)`` (estimates ``tr f(A) / n``)."""
-        return np.sum(self.weights * f(self.nodes), axis=1)
+        """Per-probe Gauss quadrature ``sum_i w_ri f(theta_ri)`` (estimates ``tr f(A) / n``).
+
+        With deflated eigenvalues: ``(1 - k/n) sum_i w_ri f(theta_ri) + (1/n) sum_j f(lambda_j)``.
+        """
+        q = np.sum(self.weights * f(self.nodes), axis=1)
+        if self.deflated.size:
+            q = self._mass * q + float(np.sum(f(self.deflated))) / self.n
+        return q
 
 
 @dataclass(frozen=True)

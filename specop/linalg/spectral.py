@@ -21,6 +21,7 @@ from specop.linalg.checkpoint import Checkpoint
 from specop.linalg.density import KPMDensity, SLQDensity, SpectralDensity
 from specop.linalg.kpm import KERNELS, chebyshev_moments, estimate_bounds
 from specop.linalg.lanczos import lanczos, tridiagonal_eigh
+from specop.operators.concrete import FunctionOperator
 from specop.random import KINDS, probes, resolve_seed
 
 __all__ = ["spectral_density", "slq_probe"]
@@ -41,6 +42,34 @@ def slq_probe(A: Any, v: Any, steps: int, reorth: str) -> tuple[np.ndarray, np.n
     return (*_rule(res.alpha, res.beta, steps), res.matvecs)
 
 
+class _Deflation:
+    """The top ``k`` eigenpairs ``(lambda_j, u_j)`` of ``A`` and the projector ``P = I - U U^T``.
+
+    ``B = P A P`` has the other ``n - k`` eigenvalues of ``A`` on ``range(P)`` (and ``k``
+    zeros along ``U``, which projected probes never see).
+    """
+
+    def __init__(self, A: Any, k: int, key: Any, stored: dict[str, Any]) -> None:
+        if "deflate_vectors" in stored:  # resumed: the same basis, not a recomputed one
+            self.values = np.asarray(stored["deflated"], dtype=np.float64)
+            self.U = backends.from_numpy(stored["deflate_vectors"], A.xp, A.device, A.dtype)
+            self.matvecs = int(stored["deflate_matvecs"])
+        else:
+            from specop.linalg.thick_restart import eigsh
+
+            res = eigsh(A, k, which="LA", tol=1e-6, seed=key, verify=False)
+            self.values, self.U, self.matvecs = res.eigenvalues, res.eigenvectors, int(res.matvecs)
+        U = self.U
+        self.op = FunctionOperator(lambda v: self.project(A.matvec(self.project(v))), A.shape, A.dtype, like=A,
+                                   symmetric=True, matmat=lambda V: self.project(A.matmat(self.project(V))))
+        self.arrays = {"deflated": self.values, "deflate_vectors": backends.to_numpy(U),
+                       "deflate_matvecs": np.asarray(self.matvecs)}
+
+    def project(self, V: Any) -> Any:
+        """``P V`` for a vector or a block of columns."""
+        return V - self.U @ (self.U.T @ V)
+
+
 def _slq_block(A: Any, V: Any, steps: int, reorth: str, rdt: Any, what: str) -> list[tuple]:
     """Quadrature rules of the probes in the columns of ``V``: ``[(nodes, weights, matvecs), ...]``."""
     if V.shape[1] == 1 or reorth != "none":
@@ -52,7 +81,7 @@ def spectral_density(A: Any, *, method: str = "slq", num_probes: int = 10, steps
                      bounds: tuple[float, float] | None = None, seed: Any = None, reorth: str = "none",
                      kind: str = "rademacher", kernel: str = "jackson", checkpoint: Any = None,
                      progress: Callable[[int, int], None] | None = None, block: int = 1,
-                     check_symmetric: bool = False) -> SpectralDensity:
+                     check_symmetric: bool = False, deflate: int = 0) -> SpectralDensity:
     """Estimate the spectral density of a symmetric operator.
 
     Parameters
@@ -91,6 +120,12 @@ def spectral_density(A: Any, *, method: str = "slq", num_probes: int = 10, steps
         they agree to rounding (the batched product may sum in another order).
     check_symmetric : bool
         Run a cheap randomized symmetry test first.
+    deflate : int
+        SLQ only: compute the ``deflate`` largest eigenpairs first (:func:`eigsh`,
+        ``tol=1e-6``, their matvecs counted), keep them as exact atoms of mass ``1/n``
+        (``SLQDensity.deflated``), and run the probes on ``(I - U U^T) A (I - U U^T)``.
+        For a Hessian's few large outliers this removes the largest source of probe
+        variance: their weights ``(u_j^T v)^2`` (see docs, "Algorithms").
 
     Returns
     -------
@@ -103,14 +138,20 @@ def spectral_density(A: Any, *, method: str = "slq", num_probes: int = 10, steps
     num_probes = check_positive_int(num_probes, "num_probes")
     block = check_positive_int(block, "block")
     steps, degree = check_positive_int(steps, "steps"), check_positive_int(degree, "degree", 0)
+    deflate = check_positive_int(deflate, "deflate", 0)
+    if deflate and method != "slq":
+        raise ValueError(f"deflate: supported for method='slq' only, got method={method!r} with deflate={deflate}")
     if bounds is not None:
         lo, hi = (float(b) for b in bounds)
         if not np.isfinite([lo, hi]).all() or not lo < hi:
             raise ValueError(f"bounds: expected finite (lo, hi) with lo < hi, got {bounds!r}")
         bounds = (lo, hi)
     A, n = prepare(A, "spectral_density", check_symmetric, 0 if seed is None else seed)
-    steps = min(steps, n)
-    fingerprint = {"method": method, "n": n, "dtype": backends.dtype_name(A.dtype), "kind": kind, "block": block,
+    if deflate >= n:
+        raise ValueError(f"deflate: expected fewer than n = {n} eigenpairs, got {deflate}")
+    steps = min(steps, n - deflate)
+    fingerprint: dict[str, Any] = {"deflate": deflate} if deflate else {}
+    fingerprint |= {"method": method, "n": n, "dtype": backends.dtype_name(A.dtype), "kind": kind, "block": block,
                    **({"steps": steps, "reorth": reorth} if method == "slq" else
                       {"degree": degree, "kernel": kernel, "bounds": bounds})}
     store, done = None, {}
@@ -133,14 +174,20 @@ def spectral_density(A: Any, *, method: str = "slq", num_probes: int = 10, steps
             interval = (float(done["bounds"][0]), float(done["bounds"][1]))
         else:
             interval, extra = estimate_bounds(A, seed=key)
+    defl = _Deflation(A, deflate, key, done) if deflate else None
+    target = A if defl is None else defl.op
+    if defl is not None:
+        extra = defl.matvecs
     r = len(state["matvecs"])
     while r < num_probes:
         stop = min(num_probes, (r // block + 1) * block)  # blocks aligned at multiples of `block`
         V = probes(n, stop - r, seed=key, kind=kind, like=A, start=r)
+        if defl is not None:
+            V = defl.project(V)
         what = f"spectral_density (probes {r}..{stop - 1})"
         try:
             if method == "slq":
-                rows = _slq_block(A, V, steps, reorth, rdt, what)
+                rows = _slq_block(target, V, steps, reorth, rdt, what)
             else:
                 mu, mv = chebyshev_moments(A, V, degree, interval, rdt, what)
                 rows = [(m, np.zeros(0), mv) for m in mu]
@@ -156,11 +203,14 @@ def spectral_density(A: Any, *, method: str = "slq", num_probes: int = 10, steps
             arrays["extra_matvecs"] = np.asarray(extra)
             if method == "kpm":
                 arrays["bounds"] = np.asarray(interval)
+            if defl is not None:
+                arrays |= defl.arrays
             store.save(arrays)
         if progress is not None:
             progress(r, num_probes)
     a = np.asarray(state["a"][:num_probes])
     matvecs = int(np.sum(state["matvecs"][:num_probes])) + extra
     if method == "slq":
-        return SLQDensity(matvecs=matvecs, n=n, nodes=a, weights=np.asarray(state["b"][:num_probes]))
+        return SLQDensity(matvecs=matvecs, n=n, nodes=a, weights=np.asarray(state["b"][:num_probes]),
+                          deflated=np.zeros(0) if defl is None else np.sort(defl.values))
     return KPMDensity(matvecs=matvecs, n=n, probe_moments=a, bounds=interval, kernel=kernel)
