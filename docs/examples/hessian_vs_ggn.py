@@ -1,6 +1,6 @@
 """Hessian vs Gauss-Newton over training on the digits MLP; negative eigenvalue mass.
 
-Trains the ``specop`` command's digits MLP (64-32-32-10 tanh, full-batch Adam) and at several
+Trains a 64-32-32-10 tanh MLP on digits (P = 3,466, full-batch Adam, lr 0.01) and at several
 points measures ``||H - G||_2 / ||H||_2`` (Papyan, JMLR 2020: the residual ``H - G`` shrinks as the
 fit improves), the smallest Ritz value of ``G`` (``G`` is PSD for cross-entropy) and the SLQ
 negative-eigenvalue weight of ``H``, ``sum_{lambda<0} |lambda| / sum |lambda|`` (Ghorbani et al.,
@@ -41,7 +41,7 @@ def main(quick: bool = False) -> dict:
     probes, steps = (1, 15) if quick else (4, 60)
     data = load_digits_tensors()
     loss_fn = torch.nn.CrossEntropyLoss()
-    model = make_mlp(0)
+    model = make_mlp(0, widths=(64, 32, 32, 10))
     rows = []
 
     def callback(step, m):
