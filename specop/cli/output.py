@@ -76,7 +76,12 @@ def _rows(result: dict[str, Any]) -> list[tuple[str, str]]:
     if dens and "trace" in dens:
         rows.append(("trace (SLQ)", f"{dens['trace']['value']:.6g} ± {dens['trace']['std_error']:.2g}"))
         nm = dens["negative_mass"]
-        rows.append(("negative-eigenvalue mass", f"{nm['value']:.4f} ± {nm['std_error']:.2g}"))
+        if "clearly_negative_mass" in dens:
+            cm = dens["clearly_negative_mass"]
+            rows.append((f"negative mass (λ < {cm['below']:.3g})", f"{cm['value']:.4f} ± {cm['std_error']:.2g}"))
+            rows.append(("  mass below 0 (zero cluster: unstable)", f"{nm['value']:.4f} ± {nm['std_error']:.2g}"))
+        else:
+            rows.append(("negative-eigenvalue mass", f"{nm['value']:.4f} ± {nm['std_error']:.2g}"))
     if dens:
         rows.append(("spectrum support (Ritz)", "[{:.4g}, {:.4g}]".format(*dens["support"])))
     if "residual" in result:
