@@ -1,7 +1,7 @@
 """The Fisher information matrix (Monte-Carlo or empirical) as a linear operator.
 
 Both kinds are ``(1/T) sum_t J_t^T (1/S sum_s r_ts r_ts^T) J_t`` over the ``T`` terms of
-the mean loss, applied as ``J^T (R (R^T (J v))))`` with ``torch.func.jvp``/``vjp``
+the mean loss, applied as ``J^T (R (R^T (J v))))`` with ``torch.func.vjp`` (``J v`` reverse over reverse)
 (Martens, "New insights and perspectives on the natural gradient method", JMLR 2020,
 sec. 9; Kunstner, Hennig & Balles, "Limitations of the empirical Fisher
 approximation", NeurIPS 2019):
@@ -81,9 +81,11 @@ class FisherOperator(CurvatureOperator):
         else:
             R, dim, units = empirical_scores(self.loss_fn, Z, y), None, Z.shape[0]
         S = R.shape[0]
+        # J v as the vjp of u -> J^T u (reverse over reverse, as in the GGN: no forward-mode pass)
+        jv_fn = torch.func.vjp(lambda u: vjp_fn(u)[0], torch.zeros_like(Z))[1]
 
         def col(v: torch.Tensor) -> torch.Tensor:
-            JV = torch.func.jvp(f, (theta,), (self._unflat(v),))[1]
+            JV = jv_fn(self._unflat(v))[0]
             prod = R * JV
             if dim is None:  # a term is a whole sample: contract all non-batch axes
                 a = prod.reshape(S, Z.shape[0], -1).sum(-1).reshape(S, Z.shape[0], *[1] * (Z.ndim - 1))
