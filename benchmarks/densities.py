@@ -13,7 +13,7 @@ Errors against the exact eigenvalues (dense, cached):
   ``sigma = range / 100`` (both densities have unit mass, so this lies in [0, 2]).
 
 Each figure is the mean over ``--seeds`` probe seeds. Problems: the digits MLP
-Hessian (P = 3,466) and the spiked GOE matrix (n = 5,000; PyHessian takes only
+Hessian (P = 4,810) and the spiked GOE matrix (n = 5,000; PyHessian takes only
 models and is absent there).
 
     python -m benchmarks.densities [--quick] [--device cuda] [--seeds 3]
@@ -33,11 +33,14 @@ from benchmarks._common import Report, parser, setup_torch, sync
 from specop.linalg.density import SLQDensity
 
 
-def w1_rule(nodes: np.ndarray, weights: np.ndarray, exact: np.ndarray) -> float:
-    """W1 between the mixture of per-probe quadrature rules and the eigenvalues' empirical measure."""
-    w = np.asarray(weights, dtype=np.float64)
-    w = w / w.sum(axis=1, keepdims=True)
-    return float(scipy.stats.wasserstein_distance(np.ravel(nodes), exact, np.ravel(w) / w.shape[0]))
+def w1_rule(d: SLQDensity, exact: np.ndarray) -> float:
+    """W1 between the mixture of per-probe quadrature rules (plus deflated atoms) and the eigenvalues' measure."""
+    w = np.asarray(d.weights, dtype=np.float64)
+    k = d.deflated.size
+    w = (1 - k / exact.size) * w / w.sum(axis=1, keepdims=True) / w.shape[0]
+    nodes = np.concatenate([np.ravel(d.nodes), d.deflated])
+    mass = np.concatenate([np.ravel(w), np.full(k, 1 / exact.size)])
+    return float(scipy.stats.wasserstein_distance(nodes, exact, mass))
 
 
 def w1_cdf(cdf: Any, exact: np.ndarray, width: float) -> float:
@@ -54,6 +57,10 @@ def l1_smoothed(evaluate: Any, exact: np.ndarray, sigma: float) -> float:
     ref = SLQDensity(0, exact.size, nodes=exact[None, :], weights=np.full((1, exact.size), 1.0 / exact.size))
     ref = ref.evaluate(grid, sigma)
     return float(np.trapezoid(np.abs(evaluate(grid, sigma) - ref), grid))
+
+
+#: eigenpairs deflated by the specop SLQ deflate row (the digits Hessian has 9 outliers, the spiked matrix 10)
+DEFLATE = 10
 
 
 def run_methods(model: Any, loss_fn: Any, data: Any, A_t: Any, steps: int, probes: int, seed: int,
@@ -87,6 +94,10 @@ def run_methods(model: Any, loss_fn: Any, data: Any, A_t: Any, steps: int, probe
     for reorth in ("none", "full"):
         clock(f"specop SLQ reorth={reorth}", lambda r=reorth: (lambda d: (d, d.matvecs))(specop.spectral_density(
             H, method="slq", num_probes=probes, steps=steps, seed=seed, reorth=r)))
+    # deflate the 10 largest eigenpairs (eigsh tol 1e-6) and give the probes what is left of the budget
+    spent = specop.eigsh(H, DEFLATE, tol=1e-6, verify=False, seed=seed, return_eigenvectors=False).matvecs
+    clock(f"specop SLQ deflate={DEFLATE}", lambda: (lambda d: (d, d.matvecs))(specop.spectral_density(
+        H, method="slq", num_probes=probes, steps=max(1, steps - -(-spent // probes)), seed=seed, deflate=DEFLATE)))
     clock("specop KPM (Jackson)", lambda: (lambda d: (d, d.matvecs))(specop.spectral_density(
         H, method="kpm", num_probes=probes, degree=2 * steps, seed=seed)))
     if model is not None:
@@ -134,7 +145,7 @@ def run_methods(model: Any, loss_fn: Any, data: Any, A_t: Any, steps: int, probe
 
 def main(argv: list[str] | None = None) -> Report:
     p = parser(__doc__.splitlines()[0])
-    p.add_argument("--seeds", type=int, default=3, help="probe seeds averaged per figure")
+    p.add_argument("--seeds", type=int, default=6, help="probe seeds averaged per figure")
     args = p.parse_args(argv)
     device = setup_torch(args)
     steps, probes = (20, 2) if args.quick else (90, 10)
@@ -159,7 +170,7 @@ def main(argv: list[str] | None = None) -> Report:
         sums: dict[str, list[list[float]]] = {}
         for s in seeds:
             for label, (d, mv, t) in run_methods(model, loss_fn, data, A_t, steps, probes, s, device).items():
-                w1 = (w1_rule(d.nodes, d.weights, exact) if isinstance(d, SLQDensity)
+                w1 = (w1_rule(d, exact) if isinstance(d, SLQDensity)
                       else w1_cdf(d.cdf, exact, width)) / width
                 sums.setdefault(label, []).append([mv, w1, l1_smoothed(d.evaluate, exact, width / 100), t])
         best_peer = None
@@ -168,12 +179,16 @@ def main(argv: list[str] | None = None) -> Report:
             table.add(name, exact.size, label, int(mv), w1, l1, t)
             if not label.startswith("specop") and (best_peer is None or w1 < best_peer[1]):
                 best_peer = (label, w1, l1)
-        ours = np.mean(sums["specop SLQ reorth=none"], axis=0)
+        label = f"specop SLQ deflate={DEFLATE}"
+        ours = np.mean(sums[label], axis=0)
+        plain = np.mean(sums["specop SLQ reorth=none"], axis=0)
         if best_peer is not None:
             ratio = ours[1] / best_peer[1]
             report.goal(f"density W1 per matvec no worse than the best peer ({name})", "ratio ≤ 1", ratio,
-                        ratio <= 1.0, f"specop SLQ (reorth=none) W1/range {ours[1]:.2e} vs best peer "
-                        f"{best_peer[0]} {best_peer[1]:.2e}, same matvecs")
+                        ratio <= 1.0 and ours[0] <= probes * steps,
+                        f"{label} W1/range {ours[1]:.2e} with {ours[0]:.0f} matvecs (deflation included) vs best "
+                        f"peer {best_peer[0]} {best_peer[1]:.2e} with {probes * steps}; specop without deflation "
+                        f"{plain[1]:.2e}")
     report.finish(args.output)
     return report
 
