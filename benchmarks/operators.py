@@ -1,6 +1,6 @@
 """Benchmark 1: one full-data Hessian-vector product versus one gradient, and peers' matvecs.
 
-For the digits MLP (P = 3,466, float64), a small digits CNN and (full run only) a
+For the digits MLP (P = 4,810, float64), a small digits CNN and (full run only) a
 1M-parameter float32 MLP, all on the full 1,797-sample data set: median time of one
 gradient and of one HVP by autograd double backward, torch.func forward-over-reverse,
 specop's operator, curvlinops, hessian-eigenthings, PyHessian (one retained graph)

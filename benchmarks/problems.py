@@ -1,8 +1,8 @@
 """The benchmark problems: digits MLP and CNN Hessians, the 3-D Laplacian, spiked matrices.
 
 * Digits: scikit-learn's bundled 1,797 digits (nothing is downloaded), the embedded
-  64-32-32-10 tanh MLP of ``specop.cli.digits`` (P = 3,466, float64, trained 300
-  full-batch Adam steps, seed 0) or a small tanh CNN; mean cross-entropy.
+  64-64-10 tanh MLP of ``specop.cli.digits`` (P = 4,810, float64, trained 300
+  full-batch gradient descent steps, seed 0) or a small tanh CNN; mean cross-entropy.
 * 3-D Laplacian: the 7-point Dirichlet Laplacian on an ``m^3`` grid, whose eigenvalues
   are the sums ``l_i + l_j + l_k`` of ``l_j = 2 - 2 cos(j pi / (m + 1))``.
 * Spiked: a GOE matrix ``(G + G^T) / sqrt(2 n)`` (semicircle on [-2, 2]) plus ten

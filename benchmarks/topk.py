@@ -1,6 +1,6 @@
 """Benchmark 2: top-10 eigenvalues — digits MLP Hessian against the peers; synthetic against ARPACK.
 
-Digits MLP (P = 3,466, float64, full data): specop ``eigsh(k=10)`` against PyHessian
+Digits MLP (the `specop` command's model, P = 4,810, float64, full data): specop ``eigsh(k=10)`` against PyHessian
 power iteration (defaults), curvlinops + ``scipy.sparse.linalg.eigsh`` (ARPACK),
 torch.func HVP + ARPACK, and hessian-eigenthings ``lanczos`` (defaults; 100 steps with
 reorthogonalization): wall time, HVPs, and the largest relative error of the top 10
@@ -38,6 +38,12 @@ def rel_error(found: Any, exact_top: np.ndarray) -> float:
     return float(np.max(np.abs(f - exact_top) / np.abs(exact_top)))
 
 
+#: specop's tolerance for the comparison with PyHessian at equal or better accuracy: a residual of
+#: 1e-2 |lambda| bounds the eigenvalue error by about 1e-4 |lambda|^2 / gap (measured 2e-4 relative on
+#: the digits Hessian), well below the ~1e-2 error of PyHessian's power iteration at its defaults
+LOOSE = 1e-2
+
+
 def hessian_rows(report: Report, device: Any, tol: float, quick: bool) -> tuple[dict, dict[str, list[float]]]:
     """Top-10 of the digits MLP Hessian by every method.
 
@@ -64,6 +70,12 @@ def hessian_rows(report: Report, device: Any, tol: float, quick: bool) -> tuple[
         return r.eigenvalues, r.matvecs
 
     row(f"specop eigsh ({label}, tol={tol:g})", run_specop)
+
+    def run_specop_loose() -> tuple:
+        r = specop.eigsh(H, k=K, which="LA", tol=LOOSE, seed=0)
+        return r.eigenvalues, r.matvecs
+
+    row(f"specop eigsh ({label}, tol={LOOSE:g})", run_specop_loose)
     hvp, _, theta0 = problems.func_hvp(model, loss_fn, data)
 
     def arpack(mv: Any, dtype: Any = np.float64) -> tuple:
@@ -159,7 +171,36 @@ def synthetic_rows(report: Report, name: str, A_np: Any, exact: np.ndarray, devi
     out["ARPACK"] = (float(np.median(mvs)), max(errs), float(np.median(ts)))
     table.add(name, n, "scipy ARPACK eigsh, numpy", *out["ARPACK"], "; ".join(f"{e:.1e}" for e in errs))
     _note_misses(report, name, "scipy ARPACK eigsh", errs)
+    if not hasattr(A_np, "tocsr"):  # the Laplacian's repeated eigenvalues have no single-vector floor
+        floors = [krylov_floor(A_np, tol, np.random.default_rng(s).standard_normal(n)) for s in seeds]
+        out["floor"] = (float(np.median(floors)), float("nan"), float("nan"))
+        table.add(name, n, "Krylov floor: unrestarted Lanczos, full reorth, exact residuals", out["floor"][0],
+                  float("nan"), float("nan"), "; ".join(map(str, floors)))
     return out
+
+
+def krylov_floor(A: np.ndarray, tol: float, v0: np.ndarray, max_steps: int = 200) -> int:
+    """Fewest matvecs after which unrestarted Lanczos (full reorth) has the top-K residuals <= tol |theta|.
+
+    Every single-vector Krylov method from ``v0`` (restarted or not, ARPACK included)
+    works in the same Krylov spaces, whose Ritz pairs are optimal, so no such method can
+    certify the same residual tolerance with fewer products from this start vector.
+    """
+    Q = np.zeros((A.shape[0], max_steps + 1))
+    Q[:, 0] = v0 / np.linalg.norm(v0)
+    alpha, beta = [], []
+    for m in range(1, max_steps + 1):
+        w = A @ Q[:, m - 1]
+        alpha.append(Q[:, m - 1] @ w)
+        for _ in range(2):  # classical Gram-Schmidt, twice
+            w -= Q[:, :m] @ (Q[:, :m].T @ w)
+        beta.append(np.linalg.norm(w))
+        if m >= K:
+            theta, S = np.linalg.eigh(np.diag(alpha) + np.diag(beta[:-1], 1) + np.diag(beta[:-1], -1))
+            if np.all(np.abs(beta[-1] * S[-1, -K:]) <= tol * np.abs(theta[-K:])):
+                return m
+        Q[:, m] = w / beta[-1]
+    return max_steps
 
 
 def _note_misses(report: Report, name: str, label: str, errs: list[float]) -> None:
@@ -176,7 +217,9 @@ def main(argv: list[str] | None = None) -> Report:
     device = setup_torch(args)
     tol = 1e-8
     report = Report("topk", "Top-k eigenvalues", args.quick, str(device))
-    report.table("Top-10 Hessian eigenvalues, digits MLP 64-32-32-10 (full data, float64)",
+    from specop.cli.digits import WIDTHS
+
+    report.table(f"Top-10 Hessian eigenvalues, digits MLP {'-'.join(map(str, WIDTHS))} (full data, float64)",
                  ["model", "P", "method", "HVPs", "max rel. error", "median wall s"],
                  note="Error: largest relative error of the 10 largest eigenvalues against the dense Hessian's. "
                       "Wall: median of 5 rounds after a warm-up round; each round runs every method once.")
@@ -193,21 +236,24 @@ def main(argv: list[str] | None = None) -> Report:
     n = 500 if args.quick else 5000
     spk = synthetic_rows(report, f"spiked GOE n={n}", problems.spiked(n), problems.spiked_eigenvalues(n),
                          device, tol, seeds)
-    mine = next(k for k in res if k.startswith("specop"))
-    ours = res[mine]
     ph = res.get("PyHessian eigenvalues(top_n=10) defaults")
-    if ph is not None:
+    for mine in (k for k in res if k.startswith("specop")):
+        ours = res[mine]
+        if ph is None:
+            break
         speed = float(np.median(np.array(rounds["PyHessian eigenvalues(top_n=10) defaults"]) / np.array(rounds[mine])))
-        report.goal("top-10 Hessian eigenpairs ≥ 5x faster than PyHessian at equal or better accuracy",
-                    "≥ 5", speed, speed >= 5 and ours[1] <= ph[1],
+        report.goal(f"top-10 Hessian eigenpairs ≥ 5x faster than PyHessian at equal or better accuracy "
+                    f"({mine.rsplit(', ', 1)[1].rstrip(')')})", "≥ 5", speed, speed >= 5 and ours[1] <= ph[1],
                     f"PyHessian {ph[0]:.3g} s, error {ph[1]:.1e}, {ph[2]} HVPs; specop {ours[0]:.3g} s, "
                     f"error {ours[1]:.1e}, {ours[2]} HVPs (speedup: median over rounds of the per-round time ratio)")
     for name, r in (("Laplacian", lap), ("spiked", spk)):
         for label, (mv, err, _) in r.items():
             if label.startswith("specop"):
                 ratio = mv / r["ARPACK"][0]
+                floor = (f"; the single-vector Krylov floor from ARPACK's start vectors is {r['floor'][0]:.0f} "
+                         f"matvecs = {r['floor'][0] / r['ARPACK'][0]:.2f}x ARPACK" if "floor" in r else "")
                 report.goal(f"eigsh matvecs ≤ 0.8x ARPACK ({name}, {label.split(', ')[1]})", "≤ 0.8", ratio,
-                            ratio <= 0.8, f"error {err:.1e} (ARPACK {r['ARPACK'][1]:.1e})")
+                            ratio <= 0.8, f"error {err:.1e} (ARPACK {r['ARPACK'][1]:.1e}){floor}")
                 report.goal(f"eigenvalues to 1e-8 relative ({name}, {label.split(', ')[1]})", "≤ 1e-8", err,
                             err <= 1e-8)
     report.finish(args.output)

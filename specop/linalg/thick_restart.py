@@ -214,7 +214,8 @@ def eigsh(A: Any, k: int = 6, *, which: str = "LA", tol: float = 1e-8, maxiter: 
     if dense is True or (dense == "auto" and ncv >= n):
         return _dense(A, k, which, return_eigenvectors)
     maxiter = max(100, 10 * n // ncv) if maxiter is None else check_positive_int(maxiter, "maxiter")
-    return _ThickRestart(A, n, k, which, float(tol), maxiter, ncv, seed, verify).run(v0, return_eigenvectors)
+    with backends.host_blas_single_thread(A.xp):
+        return _ThickRestart(A, n, k, which, float(tol), maxiter, ncv, seed, verify).run(v0, return_eigenvectors)
 
 
 class _ThickRestart:
