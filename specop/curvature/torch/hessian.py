@@ -54,6 +54,9 @@ class HessianOperator(CurvatureOperator):
             cache_graph = isinstance(self._batches._batches, list) and len(self._batches._batches) == 1
         self.cache_graph = bool(cache_graph)
         self._graphs: dict[int, tuple[tuple, Any]] = {}
+        self._offsets = [0]  # where each selected parameter's block starts in a flat vector
+        for shape in self._shapes:
+            self._offsets.append(self._offsets[-1] + int(torch.Size(shape).numel()))
 
     def _state_key(self) -> tuple:
         """Identity and version of every parameter and buffer: changes when the model is updated."""
@@ -88,10 +91,7 @@ class HessianOperator(CurvatureOperator):
         out = torch.zeros_like(M)
         if not live:  # the gradient does not depend on the parameters: H_b = 0
             return out
-        offsets = [0]
-        for shape in self._shapes:
-            offsets.append(offsets[-1] + int(torch.Size(shape).numel()))
-        k = M.shape[1]
+        offsets, k = self._offsets, M.shape[1]
         parts = [M[offsets[i]:offsets[i + 1]].T.reshape(k, *self._shapes[i]) for i in live]
         ins = [theta[i] for i in live]
         outs = [grads[i] for i in live]
