@@ -152,11 +152,18 @@ class CurvatureOperator(LinearOperator):
     def _unflat(self, v: torch.Tensor) -> tuple[torch.Tensor, ...]:
         return unflatten(v, self._shapes)
 
+    def _in_chunks(self, block_fn: Callable[[torch.Tensor], torch.Tensor], M: torch.Tensor) -> torch.Tensor:
+        """``block_fn`` on at most ``max_columns`` columns of ``M`` at a time, concatenated."""
+        step = self.max_columns or M.shape[1]
+        if step >= M.shape[1]:
+            return block_fn(M)
+        return torch.cat([block_fn(M[:, j:j + step]) for j in range(0, M.shape[1], step)], dim=1)
+
     def _columns(self, fn: Callable[[torch.Tensor], torch.Tensor], M: torch.Tensor) -> torch.Tensor:
         """``[fn(M[:, 0]), ..., fn(M[:, k-1])]`` as columns: vmapped passes, or a loop if vmap fails."""
-        step = self.max_columns or M.shape[1]
-        if step < M.shape[1]:
-            return torch.cat([self._columns(fn, M[:, j:j + step]) for j in range(0, M.shape[1], step)], dim=1)
+        return self._in_chunks(lambda B: self._columns_block(fn, B), M)
+
+    def _columns_block(self, fn: Callable[[torch.Tensor], torch.Tensor], M: torch.Tensor) -> torch.Tensor:
         if M.shape[1] > 1 and self._vmap_ok:
             try:
                 return torch.func.vmap(fn, in_dims=1, out_dims=1, randomness="same")(M)

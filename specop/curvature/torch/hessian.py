@@ -54,9 +54,6 @@ class HessianOperator(CurvatureOperator):
             cache_graph = isinstance(self._batches._batches, list) and len(self._batches._batches) == 1
         self.cache_graph = bool(cache_graph)
         self._graphs: dict[int, tuple[tuple, Any]] = {}
-        self._offsets = [0]  # where each selected parameter's block starts in a flat vector
-        for shape in self._shapes:
-            self._offsets.append(self._offsets[-1] + int(torch.Size(shape).numel()))
 
     def _state_key(self) -> tuple:
         """Identity and version of every parameter and buffer: changes when the model is updated."""
@@ -83,16 +80,15 @@ class HessianOperator(CurvatureOperator):
 
     def _backward(self, theta: tuple, grads: tuple, M: torch.Tensor) -> torch.Tensor:
         """``H_b M`` by one backward pass of the gradient graph per column (batched over columns)."""
-        step = self.max_columns or M.shape[1]
-        if step < M.shape[1]:
-            return torch.cat([self._backward(theta, grads, M[:, j:j + step]) for j in range(0, M.shape[1], step)],
-                             dim=1)
+        return self._in_chunks(lambda B: self._backward_block(theta, grads, B), M)
+
+    def _backward_block(self, theta: tuple, grads: tuple, M: torch.Tensor) -> torch.Tensor:
         live = [i for i, g in enumerate(grads) if g is not None and g.requires_grad]
-        out = torch.zeros_like(M)
         if not live:  # the gradient does not depend on the parameters: H_b = 0
-            return out
-        offsets, k = self._offsets, M.shape[1]
-        parts = [M[offsets[i]:offsets[i + 1]].T.reshape(k, *self._shapes[i]) for i in live]
+            return torch.zeros_like(M)
+        k = M.shape[1]
+        blocks = list(M.split([s.numel() for s in self._shapes]))  # rows of each parameter tensor
+        parts = [blocks[i].T.reshape(k, *self._shapes[i]) for i in live]
         ins = [theta[i] for i in live]
         outs = [grads[i] for i in live]
         try:
@@ -102,7 +98,8 @@ class HessianOperator(CurvatureOperator):
             per = [torch.autograd.grad(outs, ins, grad_outputs=[p[j] for p in parts], retain_graph=True,
                                        allow_unused=True) for j in range(k)]
             cols = tuple(None if per[0][c] is None else torch.stack([r[c] for r in per]) for c in range(len(ins)))
+        out = [torch.zeros_like(b) for b in blocks]
         for j, i in enumerate(live):
             if cols[j] is not None:  # (k, *shape), or (*shape) for one column
-                out[offsets[i]:offsets[i + 1]] = cols[j].reshape(k, -1).T
-        return out
+                out[i] = cols[j].reshape(k, -1).T
+        return torch.cat(out)
