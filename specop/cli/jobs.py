@@ -107,6 +107,13 @@ def _density(A: Any, args: Any, store: StageStore, name: str, progress: Any) -> 
                                    progress=progress, **kw)
 
 
+def _mean_se(samples: np.ndarray) -> dict[str, float]:
+    """Mean of per-probe samples and its standard error (NaN for one probe)."""
+    r = len(samples)
+    se = float(samples.std(ddof=1) / np.sqrt(r)) if r > 1 else float("nan")
+    return {"value": float(samples.mean()), "std_error": se}
+
+
 def _density_json(d: Any, n: int) -> dict[str, Any]:
     out: dict[str, Any] = {"matvecs": int(d.matvecs), "support": list(d.support())}
     if hasattr(d, "weights"):
@@ -114,15 +121,8 @@ def _density_json(d: Any, n: int) -> dict[str, Any]:
         neg = d.quadrature(lambda x: (x < 0).astype(np.float64))
         cut = -CLEAR * max(abs(v) for v in d.support())
         clear = d.quadrature(lambda x: (x < cut).astype(np.float64))
-        r = len(traces)
-        out.update(nodes=d.nodes.tolist(), weights=d.weights.tolist(),
-                   trace={"value": float(traces.mean()),
-                          "std_error": float(traces.std(ddof=1) / np.sqrt(r)) if r > 1 else float("nan")},
-                   negative_mass={"value": float(neg.mean()),
-                                  "std_error": float(neg.std(ddof=1) / np.sqrt(r)) if r > 1 else float("nan")},
-                   clearly_negative_mass={"value": float(clear.mean()), "below": cut,
-                                          "std_error": float(clear.std(ddof=1) / np.sqrt(r)) if r > 1
-                                          else float("nan")})
+        out.update(nodes=d.nodes.tolist(), weights=d.weights.tolist(), trace=_mean_se(traces),
+                   negative_mass=_mean_se(neg), clearly_negative_mass={**_mean_se(clear), "below": cut})
     else:
         out.update(probe_moments=np.asarray(d.probe_moments).tolist(), moments=np.asarray(d.moments).tolist(),
                    bounds=list(d.bounds), kernel=d.kernel)

@@ -59,11 +59,13 @@ class _Deflation:
 
             res = eigsh(A, k, which="LA", tol=1e-6, seed=key, verify=False)
             self.values, self.U, self.matvecs = res.eigenvalues, res.eigenvectors, int(res.matvecs)
-        U = self.U
         self.op = FunctionOperator(lambda v: self.project(A.matvec(self.project(v))), A.shape, A.dtype, like=A,
                                    symmetric=True, matmat=lambda V: self.project(A.matmat(self.project(V))))
-        self.arrays = {"deflated": self.values, "deflate_vectors": backends.to_numpy(U),
-                       "deflate_matvecs": np.asarray(self.matvecs)}
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """What a checkpoint keeps to resume with the same basis (host copies)."""
+        return {"deflated": self.values, "deflate_vectors": backends.to_numpy(self.U),
+                "deflate_matvecs": np.asarray(self.matvecs)}
 
     def project(self, V: Any) -> Any:
         """``P V`` for a vector or a block of columns."""
@@ -204,7 +206,7 @@ def spectral_density(A: Any, *, method: str = "slq", num_probes: int = 10, steps
             if method == "kpm":
                 arrays["bounds"] = np.asarray(interval)
             if defl is not None:
-                arrays |= defl.arrays
+                arrays |= defl.arrays()
             store.save(arrays)
         if progress is not None:
             progress(r, num_probes)
