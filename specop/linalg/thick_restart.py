@@ -15,8 +15,8 @@ eigenspace, so copies of a repeated eigenvalue are found only through rounding.
 With ``verify=True`` (default) the run therefore ends with a check: a fresh random
 vector, orthogonal to the locked ones, starts a Lanczos run on the deflated
 operator, which stops as soon as its extreme Ritz pairs have settled clear of the
-wanted set (see ``_clear``); a copy it finds instead is converged and locked and
-the check is repeated. The check restarts like the main iteration until it settles
+wanted set (see ``specop.linalg._which.settled``); a copy it finds instead is
+converged and locked and the check is repeated. The check restarts like the main iteration until it settles
 (within ``maxiter``); it costs few matvecs where the wanted set is separated from
 the rest of the spectrum and more where it borders a dense cluster (about 10% more
 on the 30^3 grid Laplacian, whose top eigenvalues are triple).
@@ -25,12 +25,19 @@ matrix), not only at restarts, so no matvec is wasted once the wanted pairs have
 converged.
 
 A pair ``(theta, y)`` is converged when its residual estimate
-``rho = |beta_m s_m| = ||A y - theta y||`` satisfies ``rho <= max(tol |theta|, 100 eps ||A||)``,
-with ``||A||`` estimated from below by the largest Ritz value magnitude seen.
+``rho = ||A y - theta y||`` satisfies ``rho <= max(tol |theta|, 100 eps ||A||)``,
+with ``||A||`` estimated from below by the largest Ritz value magnitude seen. The
+estimate is ``|beta_m s_m|`` (the Krylov residual) combined with the part along the
+locked vectors, ``L^T A y``, which the reorthogonalization coefficients give for free:
+a locked pair's own residual stays in every later residual, so early locking (before
+all wanted pairs have converged) is limited to what the strictest wanted tolerance
+can absorb (see ``_affordable``), and no pair is required to resolve below the locked
+residuals or, in an invariant subspace, below its ``beta``.
 """
 
 from __future__ import annotations
 
+import math
 import numbers
 import warnings
 from dataclasses import dataclass, field
@@ -49,6 +56,7 @@ from specop.linalg._common import (
     recurrence_dtype,
     start_vector,
 )
+from specop.linalg._which import kept, settled, wanted
 from specop.linalg.lanczos import project_out
 
 __all__ = ["eigsh", "EigshResult"]
@@ -94,56 +102,10 @@ class EigshResult:
         yield self.eigenvectors
 
 
-def _wanted(values: np.ndarray, k: int, which: str) -> np.ndarray:
-    """Indices of the ``k`` values wanted by ``which`` (best first)."""
-    k = min(k, values.size)
-    if which == "LA":
-        return np.argsort(-values, kind="stable")[:k]
-    if which == "SA":
-        return np.argsort(values, kind="stable")[:k]
-    if which == "LM":
-        return np.argsort(-np.abs(values), kind="stable")[:k]
-    top, bottom = k - k // 2, k // 2
-    order = np.argsort(values, kind="stable")
-    return np.concatenate([order[::-1][:top], order[:bottom]])
-
-
-def _clear(theta: np.ndarray, rho: np.ndarray, wanted: np.ndarray, which: str, margin: float) -> bool:
-    """Whether the deflated extremes are settled clear of the wanted set's edge.
-
-    An eigenvalue that only ties with the edge of the wanted set changes no wanted
-    value; one beyond it would. Each relevant extreme Ritz pair ``(theta, rho)`` of
-    the verification run must stay inside the edge (``theta + rho <= edge + margin``)
-    and be settled, ``rho <= gap / 10`` with ``gap = |edge - theta|``: a random start
-    vector has its largest weight on the extreme eigenvectors, so an extreme Ritz
-    pair that has converged that far is the extreme eigenpair of the deflated operator
-    unless the start vector was nearly orthogonal to a missed one.
-    """
-    if theta.size == 0:
-        return True
-    hi, lo = int(np.argmax(theta)), int(np.argmin(theta))
-
-    def inside(i: int, edge: float, up: bool) -> bool:
-        gap = (edge - theta[i]) if up else (theta[i] - edge)
-        return bool(gap + margin >= rho[i] and rho[i] <= 0.25 * max(gap, 0.0) + margin)
-
-    w_sorted = np.sort(wanted)
-    if which == "LA":
-        return inside(hi, w_sorted[0], True)
-    if which == "SA":
-        return inside(lo, w_sorted[-1], False)
-    if which == "LM":
-        e = float(np.abs(wanted).min())
-        return inside(hi, e, True) and inside(lo, -e, False)
-    n_top, n_bot = wanted.size - wanted.size // 2, wanted.size // 2
-    ok_top = inside(hi, w_sorted[::-1][:n_top].min(), True)
-    return ok_top and (n_bot == 0 or inside(lo, w_sorted[:n_bot].max(), False))
-
-
 def _dense(A: Any, k: int, which: str, vectors: bool) -> EigshResult:
     D = backends.to_numpy(A.to_dense()).astype(np.float64)
     w, V = np.linalg.eigh((D + D.T) / 2)
-    idx = np.sort(_wanted(w, k, which))
+    idx = np.sort(wanted(w, k, which))
     vecs = None
     if vectors:
         vecs = backends.from_numpy(V[:, idx], A.xp, A.device, A.dtype)
@@ -233,12 +195,29 @@ class _ThickRestart:
         self.p = 0
         self.locked_vals: list[float] = []
         self.locked_res: list[float] = []
+        self.C = np.zeros((0, ncv))  # coupling L^T A Q of the locked rows L to the active rows Q
         self.matvecs, self.anorm, self.tnorm, self.fresh, self.restarts = 0, 0.0, 0.0, 0, 0
         self.verified = False
+        self.ends_settled = (True, True)  # the verification's ends (top, bottom) at the last check
 
     # ------------------------------------------------------------- helpers
-    def _converged(self, theta: np.ndarray, rho: np.ndarray) -> np.ndarray:
-        return rho <= np.maximum(self.tol * np.abs(theta), 100 * self.eps * self.anorm)
+    def _invariance(self) -> float:
+        """``beta`` below this ends the Krylov space: an invariant subspace to working precision.
+
+        Rounding leaves ``beta`` of about ``sqrt(n) eps ||A||``; a larger threshold would
+        end the space early and report residuals it does not have (a noise-level ``beta``
+        that passes it only adds a fresh direction, harmless under full reorthogonalization).
+        """
+        return 10 * math.sqrt(self.n) * self.eps * self.tnorm
+
+    def _floor(self, invariant: bool = False) -> float:
+        """Smallest residual that can be resolved: rounding (``100 eps ||A||``), the locked pairs'
+        residuals (they stay in every later residual), and in an invariant subspace its ``beta``."""
+        return max(100 * self.eps * self.anorm, math.sqrt(sum(r * r for r in self.locked_res)),
+                   self._invariance() if invariant else 0.0)
+
+    def _converged(self, theta: np.ndarray, rho: np.ndarray, invariant: bool = False) -> np.ndarray:
+        return rho <= np.maximum(self.tol * np.abs(theta), self._floor(invariant))
 
     def _fresh_vector(self, rows: int) -> Any:
         """A seeded random unit vector orthogonal to ``B[:rows]`` (deflation restart)."""
@@ -248,24 +227,44 @@ class _ThickRestart:
             v, _ = project_out(self.B, v, rows)
         return v / norm(self.xp, v)
 
-    def _status(self, theta: np.ndarray, rho: np.ndarray, verifying: bool) -> tuple[np.ndarray, bool]:
-        """Active indices to lock now, and whether the whole run is finished."""
+    def _affordable(self, conv: np.ndarray, rho: np.ndarray, want_vals: np.ndarray) -> np.ndarray:
+        """The converged pairs that may be locked while other wanted pairs have not converged.
+
+        A locked pair's residual ``r_u`` stays in every later residual: a later Ritz
+        vector ``y`` (orthogonal to the locked ones) has ``||A y - theta y||^2 =
+        rho_active^2 + ||L^T A y||^2`` with ``L^T A y = R_L^T y`` (tracked in ``C`` and
+        included in ``rho``). So early locking is limited to a total locked residual of
+        half the strictest wanted tolerance, the smallest residual first; the other
+        converged pairs stay active, keep improving, and are locked when all have converged.
+        """
+        if not conv.size:
+            return conv
+        cap = max(0.5 * self.tol * float(np.abs(want_vals).min()), 100 * self.eps * self.anorm)
+        budget = cap * cap - float(np.sum(np.square(self.locked_res)))
+        order = conv[np.argsort(rho[conv], kind="stable")]
+        return order[np.cumsum(np.square(rho[order])) <= budget]
+
+    def _status(self, theta: np.ndarray, rho: np.ndarray, verifying: bool,
+                invariant: bool) -> tuple[np.ndarray, bool, bool]:
+        """Active indices to lock now, whether the run is finished, whether every wanted pair converged."""
+        self.ends_settled = (True, True)
         locked = np.asarray(self.locked_vals)
         allv = np.concatenate([locked, theta])
-        want = _wanted(allv, self.k, self.which)
+        want = wanted(allv, self.k, self.which)
         act = want[want >= locked.size] - locked.size
-        conv = act[self._converged(theta[act], rho[act])]
+        conv = act[self._converged(theta[act], rho[act], invariant)]
         if conv.size < act.size:
-            return conv, False
+            return self._affordable(conv, rho, allv[want]), False, False
         if not (self.verify and verifying):
-            return conv, not self.verify
+            return conv, not self.verify, True
         if conv.size:  # a missed copy: lock it and check again with a fresh vector
-            return conv, False
-        if theta.size < min(5, self.ncv, self.n - self.p) and np.any(rho > 0):  # too few steps to judge
-            return conv, False
+            return conv, False, True
+        if theta.size < min(5, self.ncv, self.n - self.p) and not invariant:  # too few steps to judge
+            return conv, False, True
         final = allv[want]
-        margin = self.tol * max(np.abs(final).max(), self.eps * self.anorm)
-        return conv, _clear(theta, rho, final, self.which, margin)
+        margin = max(self.tol * np.abs(final).max(), self._floor(invariant))
+        self.ends_settled = settled(theta, rho, final, self.which, margin)
+        return conv, all(self.ends_settled), True
 
     # ----------------------------------------------------------------- run
     def _expand(self, q: Any, T: np.ndarray, l: int, verifying: bool) -> tuple:
@@ -274,40 +273,43 @@ class _ThickRestart:
         m = min(self.ncv, self.n - p)
         self.B = backends.assign(self.B, p + l, q)
         for j in range(l, m):
-            w = xp.astype(A.matvec(xp.astype(q, A.dtype)), self.rdt)
+            w = backends.astype(A.matvec(backends.astype(q, A.dtype, xp)), self.rdt, xp)
             self.matvecs += 1
             w, h = project_out(self.B, w, p + j + 1)
-            hh = backends.to_numpy(h).astype(np.float64)[p:]
+            hfull = backends.to_numpy(h).astype(np.float64)
+            hh, self.C[:, j] = hfull[p:], hfull[:p]
             beta = float(norm(xp, w))
-            check_finite(np.append(hh, beta), "eigsh", self.matvecs - 1)
+            if not (math.isfinite(beta) and np.isfinite(hfull).all()):
+                check_finite(np.append(hfull, beta), "eigsh", self.matvecs - 1)
             T[: j + 1, j] = hh
             T[j, : j + 1] = hh
             self.tnorm = max(self.tnorm, float(np.abs(hh).sum()), beta)
-            invariant = beta <= 100 * np.sqrt(self.n) * self.eps * self.tnorm
+            invariant = beta <= self._invariance()
             size = j + 1
             if invariant or size == m or size - l >= 2:
                 theta, S = np.linalg.eigh(T[:size, :size])
                 self.anorm = max(self.anorm, float(np.abs(theta).max()))  # a lower bound of ||A||_2
-                rho = 0.0 * theta if invariant else beta * np.abs(S[size - 1])
-                lock, finished = self._status(theta, rho, verifying)
+                rho = beta * np.abs(S[size - 1])
+                if p:  # the part of A y - theta y along the locked vectors (see _affordable)
+                    rho = np.hypot(rho, np.linalg.norm(self.C[:, :size] @ S, axis=0))
+                lock, finished, all_conv = self._status(theta, rho, verifying, invariant)
                 if invariant or finished or size == m:
                     break
-                if (lock.size if verifying else self._all_wanted_converged(theta, rho)):
+                if (lock.size if verifying else all_conv):
                     break
             q = w / beta
             self.B = backends.assign(self.B, p + j + 1, q)
-        return theta, S, rho, size, w, beta, invariant, lock, finished
+        return theta, S, rho, size, w, beta, invariant, lock, finished, all_conv
 
     def run(self, v0: Any, vectors: bool) -> EigshResult:
         q = start_vector(self.A, v0, self.seed, self.rdt, "eigsh")
         T = np.zeros((self.ncv, self.ncv))
         l, verifying = 0, False
         while True:
-            theta, S, rho, size, w, beta, invariant, lock, finished = self._expand(q, T, l, verifying)
+            theta, S, rho, size, w, beta, invariant, lock, finished, all_conv = self._expand(q, T, l, verifying)
             p = self.p
             Q = self.B[p: p + size, ...]
             Y = self._rows(S[:, lock], Q) if lock.size else None
-            all_conv = self._all_wanted_converged(theta, rho)
             if finished:
                 self._lock(Y, theta[lock], rho[lock])
                 self.verified = verifying
@@ -324,10 +326,14 @@ class _ThickRestart:
             n_keep = max(min(k_rem + int((room - k_rem) * KEEP), room, pool.size), 0)
             if all_conv and (not verifying or lock.size):  # all wanted locked: look for missed copies
                 n_keep, verifying = 0, True
-            keep = pool[_wanted(theta[pool], n_keep, self.which)] if n_keep else np.zeros(0, int)
+            ends = self.ends_settled if verifying else (True, True)
+            keep = pool[kept(theta[pool], n_keep, self.which, self.k, ends)] if n_keep else np.zeros(0, int)
             K = self._rows(S[:, keep], Q) if keep.size else None
             self._lock(Y, theta[lock], rho[lock])
             l = int(keep.size)
+            C = np.zeros((self.p, self.ncv))  # kept rows: C S_keep; new locked rows: S_lock^T T S_keep = 0
+            C[:p, :l] = self.C[:, :size] @ S[:, keep]
+            self.C = C
             if self.p + l >= self.n:
                 break
             if K is not None:
@@ -340,12 +346,6 @@ class _ThickRestart:
     def _rows(self, coeffs: np.ndarray, Q: Any) -> Any:
         """``coeffs.T @ Q`` on the device: Ritz vectors as rows."""
         return self.xp.asarray(np.ascontiguousarray(coeffs.T), dtype=self.rdt, **self._dev()) @ Q
-
-    def _all_wanted_converged(self, theta: np.ndarray, rho: np.ndarray) -> bool:
-        locked = np.asarray(self.locked_vals)
-        want = _wanted(np.concatenate([locked, theta]), self.k, self.which)
-        act = want[want >= locked.size] - locked.size
-        return bool(np.all(self._converged(theta[act], rho[act])))
 
     def _dev(self) -> dict:
         return {} if self.A.device is None else {"device": self.A.device}
@@ -374,7 +374,7 @@ class _ThickRestart:
             res = np.concatenate([res, rho[pool]])
             Y = self._rows(S[:, pool], Q)
             rows = self.xp.concat([rows, Y], axis=0)
-        idx = _wanted(vals, self.k, self.which)
+        idx = wanted(vals, self.k, self.which)
         idx = idx[np.argsort(vals[idx], kind="stable")]
         vecs = None
         if vectors:
