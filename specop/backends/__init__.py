@@ -13,6 +13,7 @@ that is not installed is simply absent: nothing here imports it at module level.
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 from collections.abc import Callable, Iterator
 from types import ModuleType
@@ -327,13 +328,19 @@ def host_blas_single_thread(xp: ModuleType) -> Iterator[None]:
     ``eigsh`` on 2 cores. Numpy operators keep their BLAS threads (their products need
     them, and they share the one pool). Uses ``threadpoolctl``; a no-op without it.
     """
-    if backend_name(xp) in ("numpy", "array_api_strict"):
+    controller = _blas_controller() if backend_name(xp) not in ("numpy", "array_api_strict") else None
+    if controller is None:
         yield
         return
+    with controller.limit(limits=1, user_api="blas"):
+        yield
+
+
+@functools.lru_cache(maxsize=1)
+def _blas_controller() -> Any:
+    """threadpoolctl's view of the loaded thread pools, built once (it scans the loaded libraries: ~1 ms)."""
     try:
-        from threadpoolctl import threadpool_limits
+        from threadpoolctl import ThreadpoolController
     except ImportError:  # pragma: no cover - threadpoolctl is a dependency
-        yield
-        return
-    with threadpool_limits(limits=1, user_api="blas"):
-        yield
+        return None
+    return ThreadpoolController()

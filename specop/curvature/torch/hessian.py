@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from specop.curvature.torch import _data
 from specop.curvature.torch.base import CurvatureOperator
 
 __all__ = ["HessianOperator"]
@@ -51,14 +52,29 @@ class HessianOperator(CurvatureOperator):
     def __init__(self, *args: Any, cache_graph: bool | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         if cache_graph is None:  # one in-memory batch: keeping its gradient graph costs little
-            cache_graph = isinstance(self._batches._batches, list) and len(self._batches._batches) == 1
+            cache_graph = self._single()
         self.cache_graph = bool(cache_graph)
         self._graphs: dict[int, tuple[tuple, Any]] = {}
+
+    def _single(self) -> bool:
+        """Whether the data are one in-memory batch (checked per call: a user's list may grow)."""
+        batches = self._batches._batches
+        return isinstance(batches, list) and len(batches) == 1
 
     def _state_key(self) -> tuple:
         """Identity and version of every parameter and buffer: changes when the model is updated."""
         tensors = [*self.model.parameters(), *self.model.buffers()]
         return tuple((t.data_ptr(), t._version) for t in tensors)
+
+    def _matmat(self, V: torch.Tensor) -> torch.Tensor:
+        # One batch whose gradient graph is cached and current: the product needs neither the
+        # data nor the model's mode (no forward pass), so skip the per-call bookkeeping of the
+        # base class (0.3 ms per product on the digits model); the same result, bit for bit.
+        if self.cache_graph and self._single() and not _data.distributed():
+            cached = self._graphs.get(0)
+            if cached is not None and cached[0] == self._state_key():
+                return self._backward(*cached[1], V)
+        return super()._matmat(V)
 
     def _matmat_batch(self, X: torch.Tensor, y: torch.Tensor, M: torch.Tensor) -> torch.Tensor:
         key = self._state_key() if self.cache_graph else None
