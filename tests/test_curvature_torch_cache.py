@@ -36,3 +36,23 @@ def test_cache_is_off_by_default_for_several_batches():
     model, loss, (X, y) = _problem()
     H = HessianOperator(model, loss, [(X[:6], y[:6]), (X[6:], y[6:])])
     assert not H.cache_graph
+
+
+def test_cached_products_are_bit_identical_to_the_first_and_leave_the_model_alone():
+    # the first product builds the graph on the full path (mode switch, state restore); later ones
+    # take the shortcut: the same bits, and the model's mode and buffers are untouched either way
+    model, loss, data = _problem()
+    model.train()
+    H = HessianOperator(model, loss, data)
+    v = torch.randn(H.shape[0], dtype=torch.float64)
+    first = H.matvec(v)
+    for _ in range(3):
+        assert torch.equal(H.matvec(v), first)
+    assert model.training and all(m.training for m in model.modules())
+    grown = [data]  # a user's list of batches that grows after construction is read again
+    G = HessianOperator(model, loss, grown, cache_graph=True)
+    G.matvec(v)
+    X, y = data
+    grown.append((X[:5], y[:5]))
+    both = HessianOperator(model, loss, [data, (X[:5], y[:5])], cache_graph=False)
+    torch.testing.assert_close(G.matvec(v), both.matvec(v), rtol=1e-13, atol=0)
