@@ -260,18 +260,23 @@ def batched_apply(fn: Callable[[Any], Any], V: Any, xp: ModuleType) -> Any:
     return xp.stack(cols, axis=1)
 
 
+# numpy arrays: every level-1 operation below stays in numpy (its own OpenBLAS build) rather than
+# scipy.linalg.blas (scipy bundles a second OpenBLAS with its own thread pool). The recurrences also
+# call numpy's matmul and eigh; with two pools each one's idle threads spin for a while after a
+# call and take the cores from the other: eigsh on the 30^3 Laplacian (scipy.sparse) took 6.7 s
+# with the two pools and 0.5 s with numpy's alone, on 2 cores.
+
+
 def axpy(y: Any, a: Any, x: Any) -> Any:
-    """``y + a * x`` with ``a`` a 0-d array or float; updates ``y`` in place where that saves a pass.
+    """``y + a * x`` with ``a`` a 0-d array or float; updates ``y`` in place where the backend allows.
 
-    numpy: BLAS ``axpy`` (one pass, no temporary); torch: ``addcmul_`` (no host
-    read of ``a``, so no device synchronisation); others: ``y + a * x``. The
-    caller must own ``y`` (it may be overwritten) and use the return value.
+    numpy: ``y += a * x`` (one temporary); torch: ``addcmul_`` (no host read of
+    ``a``, so no device synchronisation); others: ``y + a * x``. The caller must own
+    ``y`` (it may be overwritten) and use the return value.
     """
-    if aac.is_numpy_array(y) and y.flags.c_contiguous and x.flags.c_contiguous and y.dtype == x.dtype:
-        from scipy.linalg import blas
-
-        fn = blas.get_blas_funcs("axpy", (x, y))
-        return fn(x, y, a=float(a))
+    if aac.is_numpy_array(y) and y.flags.writeable and y.dtype == x.dtype:
+        y += float(a) * x
+        return y
     if aac.is_torch_array(y) and not y.requires_grad:
         a_t = a if aac.is_torch_array(a) else y.new_tensor(float(a))
         return y.addcmul_(x, a_t.to(y.dtype))
@@ -279,21 +284,15 @@ def axpy(y: Any, a: Any, x: Any) -> Any:
 
 
 def vdot(u: Any, v: Any) -> Any:
-    """``u . v`` of two vectors as a 0-d array (numpy: scipy's BLAS ``dot``, the library that
-    :func:`axpy` and :func:`scale` use, so one OpenBLAS thread pool serves the whole step)."""
-    if aac.is_numpy_array(u) and u.dtype == v.dtype and u.dtype in (np.float32, np.float64) and u.ndim == 1:
-        from scipy.linalg import blas
-
-        return u.dtype.type(blas.get_blas_funcs("dot", (u, v))(u, v))
+    """``u . v`` of two vectors as a 0-d array (numpy: a numpy scalar)."""
     return u @ v
 
 
 def scale(x: Any, c: Any) -> Any:
     """``x / c`` for a 0-d array or float ``c``, in place where the backend allows (caller owns ``x``)."""
-    if aac.is_numpy_array(x) and x.flags.c_contiguous:
-        from scipy.linalg import blas
-
-        return blas.get_blas_funcs("scal", (x,))(1.0 / float(c), x)
+    if aac.is_numpy_array(x) and x.flags.writeable:
+        x *= 1.0 / float(c)
+        return x
     if aac.is_torch_array(x) and not x.requires_grad:
         return x.div_(c)
     return x / c
