@@ -69,8 +69,13 @@ def _worker(scenario: str, rank: int, port: int, out: str) -> None:
     shard = DataLoader(TensorDataset(X[lo:hi], y[lo:hi]), batch_size=3)  # uneven batches on both ranks
     if scenario == "equal":
         res = _results(shard, model, loss_fn, timeout=COLLECTIVE_TIMEOUT)
+        import specop
         from specop.curvature.torch import HessianOperator
 
+        # one in-memory batch per rank: the gradient graph is cached; the second product takes the shortcut
+        C = HessianOperator(model, loss_fn, (X[lo:hi], y[lo:hi]), timeout=COLLECTIVE_TIMEOUT)
+        V = specop.random.probes(C.shape[0], 3, seed=0, like=C)
+        res["hessian-cached"] = {"first": C @ V, "second": C @ V}
         H = HessianOperator(model, loss_fn, shard, timeout=COLLECTIVE_TIMEOUT)
         try:  # rank-dependent vectors are a user error that must be caught
             H @ torch.full((H.shape[0],), float(rank + 1), dtype=torch.float64)
@@ -137,6 +142,8 @@ def test_two_gloo_processes_equal_one_process_on_the_union(tmp_path):
     for r in range(WORLD):
         got = torch.load(tmp_path / f"r{r}.pt")
         assert "differ between processes" in got.pop("mismatch")
+        for key, value in got.pop("hessian-cached").items():
+            assert _rel(value, single["hessian"]["matmat"]) < 1e-12, (r, "hessian-cached", key)
         for name, ref in single.items():
             for key, value in ref.items():
                 assert _rel(got[name][key], value) < 1e-12, (r, name, key)

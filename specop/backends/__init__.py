@@ -42,6 +42,7 @@ __all__ = [
     "batched_apply",
     "assign",
     "axpy",
+    "workspace",
     "vdot",
     "scale",
     "astype",
@@ -267,15 +268,28 @@ def batched_apply(fn: Callable[[Any], Any], V: Any, xp: ModuleType) -> Any:
 # with the two pools and 0.5 s with numpy's alone, on 2 cores.
 
 
-def axpy(y: Any, a: Any, x: Any) -> Any:
+def workspace(x: Any) -> Any:
+    """A scratch vector like ``x`` for repeated :func:`axpy` calls (numpy; ``None`` elsewhere).
+
+    A fresh temporary of a large vector is a new memory mapping whose pages fault in on
+    first touch; reusing one buffer keeps the numpy update at memory speed.
+    """
+    return np.empty_like(x) if aac.is_numpy_array(x) else None
+
+
+def axpy(y: Any, a: Any, x: Any, work: Any = None) -> Any:
     """``y + a * x`` with ``a`` a 0-d array or float; updates ``y`` in place where the backend allows.
 
-    numpy: ``y += a * x`` (one temporary); torch: ``addcmul_`` (no host read of
-    ``a``, so no device synchronisation); others: ``y + a * x``. The caller must own
-    ``y`` (it may be overwritten) and use the return value.
+    numpy: ``y += a * x`` through ``work`` (see :func:`workspace`) when given; torch:
+    ``addcmul_`` (no host read of ``a``, so no device synchronisation); others:
+    ``y + a * x``. The caller must own ``y`` (it may be overwritten) and use the return value.
     """
     if aac.is_numpy_array(y) and y.flags.writeable and y.dtype == x.dtype:
-        y += float(a) * x
+        if work is None:
+            y += float(a) * x
+        else:
+            np.multiply(x, float(a), out=work)
+            y += work
         return y
     if aac.is_torch_array(y) and not y.requires_grad:
         a_t = a if aac.is_torch_array(a) else y.new_tensor(float(a))

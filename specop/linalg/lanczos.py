@@ -174,14 +174,15 @@ def lanczos(A: Any, v0: Any = None, *, steps: int, reorth: str = "full", seed: A
     b_prev: Any = None
     breakdown, reorths, anorm = False, 0, 0.0
     force_next = False
+    work = backends.workspace(v)
     for j in range(steps):
         w = backends.astype(A.matvec(backends.astype(v, A.dtype, xp)), rdt, xp)
         if w is v:  # an operator may return its input (identity): never update it in place
             w = xp.asarray(w, copy=True)
         if v_prev is not None:
-            w = backends.axpy(w, -b_prev, v_prev)
+            w = backends.axpy(w, -b_prev, v_prev, work)
         a = dot(xp, w, v)
-        w = backends.axpy(w, -a, v)
+        w = backends.axpy(w, -a, v, work)
         if (reorth == "full" or force_next) and j + 1 < steps:
             w, _ = project_out(B, w, j + 1)
             reorths += 1

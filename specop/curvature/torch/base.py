@@ -201,10 +201,14 @@ class CurvatureOperator(LinearOperator):
                 self._fixed = {}
         if not _data.distributed():
             return only if only is not None else total / n
-        count = torch.tensor(float(n), dtype=torch.float64, device=self.device)
-        _data.all_reduce_sum(total, what, self.timeout)
-        _data.all_reduce_sum(count, what, self.timeout)
-        return total / count.to(self.dtype)
+        return self._reduce(total, n, what)
+
+    def _reduce(self, total: torch.Tensor, n: int, what: str) -> torch.Tensor:
+        """``sum_ranks total / sum_ranks n``: one collective (sums and count together, in float64)."""
+        flat = torch.cat([total.reshape(-1).to(torch.float64),
+                          torch.tensor([float(n)], dtype=torch.float64, device=self.device)])
+        _data.all_reduce_sum(flat, what, self.timeout)
+        return (flat[:-1] / flat[-1]).reshape(total.shape).to(self.dtype)
 
     def _matmat(self, V: torch.Tensor) -> torch.Tensor:
         if _data.distributed():
