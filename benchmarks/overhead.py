@@ -158,7 +158,11 @@ def big_density(device: Any, widths: tuple[int, ...], samples: int, steps: int) 
 
 
 def dp_worker(rank: int, world: int, port: int, reps: int, tile: int, widths: tuple[int, ...]) -> dict[str, Any]:
-    """One data-parallel process: 1 thread, its shard of the tiled digits; median HVP seconds."""
+    """One data-parallel process: 1 thread, its shard of the tiled digits; median HVP seconds.
+
+    ``world = -2``: two processes on their halves at the same time without a process group,
+    the speed this machine allows two concurrent processes (no communication, no reduction).
+    """
     import torch
     import torch.distributed as dist
 
@@ -169,7 +173,8 @@ def dp_worker(rank: int, world: int, port: int, reps: int, tile: int, widths: tu
     if world > 1:
         os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
         dist.init_process_group("gloo", rank=rank, world_size=world)
-        X, y = X[rank::world], y[rank::world]
+    if abs(world) > 1:
+        X, y = X[rank::abs(world)], y[rank::abs(world)]
     H, label = problems.specop_hessian(model, loss_fn, (X, y))
     v = torch.ones(H.shape[0], dtype=torch.float32)
     t = median_time(lambda: H @ v, repeats=reps)
@@ -179,19 +184,25 @@ def dp_worker(rank: int, world: int, port: int, reps: int, tile: int, widths: tu
     return {"seconds": t, "label": label, "head": out, "samples": total}
 
 
-def data_parallel(quick: bool) -> dict[str, Any]:
-    """Median HVP seconds with 1 process (1 thread) and with 2 gloo processes (1 thread each)."""
-    reps, tile, widths = (3, 1, (64, 32, 32, 10)) if quick else (10, 4, (64, 256, 256, 10))
-    res = {}
-    for world in (1, 2):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        procs = [subprocess.Popen([sys.executable, "-m", "benchmarks.overhead", "--dp-child", str(r), str(world),
-                                   str(port), str(reps), str(tile), ",".join(map(str, widths))],
-                                  stdout=subprocess.PIPE, text=True, env=_env()) for r in range(world)]
-        outs = [json.loads(p.communicate()[0].strip().splitlines()[-1]) for p in procs]
-        res[world] = outs[0]
+def data_parallel(quick: bool) -> dict[int, list[dict[str, Any]]]:
+    """Median HVP seconds with 1 process (1 thread) and 2 gloo processes (1 thread each), per round.
+
+    The two settings alternate over rounds (fresh processes each time), so that the speed of
+    the machine drifting over a minute weighs on both alike; the speedup is the median of the
+    per-round ratios.
+    """
+    reps, tile, widths, rounds = (3, 1, (64, 32, 32, 10), 1) if quick else (10, 4, (64, 256, 256, 10), 3)
+    res: dict[int, list[dict[str, Any]]] = {1: [], 2: [], -2: []}
+    for _ in range(rounds):
+        for world in (1, 2, -2):
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                port = s.getsockname()[1]
+            procs = [subprocess.Popen([sys.executable, "-m", "benchmarks.overhead", "--dp-child", str(r), str(world),
+                                       str(port), str(reps), str(tile), ",".join(map(str, widths))],
+                                      stdout=subprocess.PIPE, text=True, env=_env()) for r in range(abs(world))]
+            outs = [json.loads(p.communicate()[0].strip().splitlines()[-1]) for p in procs]
+            res[world].append(max(outs, key=lambda o: o["seconds"]))  # the slower process sets the pace
     return res
 
 
@@ -263,16 +274,25 @@ def main(argv: list[str] | None = None) -> Report:
     t3.add("MLP " + "-".join(map(str, bw)) + " f32", big["P"], samples, big["label"], f"{bsteps} x 1",
            big["matvecs"], big["wall"], big["wall"] / big["matvecs"])
     dp = data_parallel(args.quick)
-    speed = dp[1]["seconds"] / dp[2]["seconds"]
+    one, two, free = ([r["seconds"] for r in dp[w]] for w in (1, 2, -2))
+    speed = float(np.median(np.array(one) / np.array(two)))
     t4 = report.table("Data parallel (gloo, CPU): one HVP on a large batch",
-                      ["processes x threads", "samples", "operator", "median HVP s", "speedup"],
+                      ["processes x threads", "samples", "operator", "median HVP s", "speedup", "per round"],
                       note="torch.set_num_threads(1) in every process; 2 processes split the batch. The machine "
-                           "has 2 cores, so 2 processes x 1 thread is compared with 1 process x 1 thread.")
-    t4.add("1 x 1", dp[1]["samples"], dp[1]["label"], dp[1]["seconds"], 1.0)
-    t4.add("2 x 1", dp[2]["samples"], dp[2]["label"], dp[2]["seconds"], speed)
-    same = bool(np.allclose(dp[1]["head"], dp[2]["head"], rtol=1e-4, atol=1e-6))
+                           "has 2 cores, so 2 processes x 1 thread is compared with 1 process x 1 thread. The "
+                           "settings alternate over rounds; speedup: median of the per-round ratios.")
+    t4.add("1 x 1", dp[1][0]["samples"], dp[1][0]["label"], float(np.median(one)), 1.0,
+           "; ".join(f"{t:.3f}" for t in one))
+    t4.add("2 x 1", dp[2][0]["samples"], dp[2][0]["label"], float(np.median(two)), speed,
+           "; ".join(f"{a / b:.2f}" for a, b in zip(one, two, strict=True)))
+    bound = float(np.median(np.array(one) / np.array(free)))
+    t4.add("2 x 1, no process group (machine bound)", dp[-2][0]["samples"], dp[-2][0]["label"],
+           float(np.median(free)), bound, "; ".join(f"{a / b:.2f}" for a, b in zip(one, free, strict=True)))
+    same = bool(np.allclose(dp[1][0]["head"], dp[2][0]["head"], rtol=1e-4, atol=1e-6))
     report.goal("2-process data-parallel speedup ≥ 1.6", "≥ 1.6", speed, speed >= 1.6,
-                f"2-process HVP equals the 1-process HVP (first entries, rtol 1e-4): {same}")
+                f"2-process HVP equals the 1-process HVP (first entries, rtol 1e-4): {same}; "
+                f"per-round speedups {', '.join(f'{a / b:.2f}' for a, b in zip(one, two, strict=True))}; two "
+                f"processes computing their halves at once without communicating reach {bound:.2f} on this machine")
     report.finish(args.output)
     return report
 

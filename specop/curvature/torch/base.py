@@ -204,11 +204,11 @@ class CurvatureOperator(LinearOperator):
         return self._reduce(total, n, what)
 
     def _reduce(self, total: torch.Tensor, n: int, what: str) -> torch.Tensor:
-        """``sum_ranks total / sum_ranks n``: one collective (sums and count together, in float64)."""
-        flat = torch.cat([total.reshape(-1).to(torch.float64),
-                          torch.tensor([float(n)], dtype=torch.float64, device=self.device)])
+        """``sum_ranks total / sum_ranks n``: one collective, the count riding along in the operator's
+        dtype (exact in float32 up to 2^24 samples, and relatively within float32 rounding beyond)."""
+        flat = torch.cat([total.reshape(-1), torch.tensor([float(n)], dtype=total.dtype, device=self.device)])
         _data.all_reduce_sum(flat, what, self.timeout)
-        return (flat[:-1] / flat[-1]).reshape(total.shape).to(self.dtype)
+        return (flat[:-1] / flat[-1]).reshape(total.shape)
 
     def _matmat(self, V: torch.Tensor) -> torch.Tensor:
         if _data.distributed():
