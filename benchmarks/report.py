@@ -27,13 +27,17 @@ Each figure comes from one run of `python -m benchmarks.<name>` (`operators`, `t
 `benchmarks/peers.py` drives their public APIs (PyHessian's `density()` needs `torch.eig`, gone in
 torch 2, which the benchmark supplies for the duration of the call).
 
-**Read the times with care.** The machine has 2 CPU cores. `operators`, `topk` and `overhead`
-ran with nothing else on the machine; `densities` ran beside the test suite, so only its wall-time
-column is noisy (its errors and matvec counts are exact, as everywhere). Under load, multi-threaded
-torch on 2 cores slows down by up to 40x (threads spinning against other processes), which is why
-earlier figures taken on a busy machine were far off. To cancel drifting load, HVP/gradient ratios
-are medians over back-to-back pairs (gradient, then the product), and the top-k times are medians
-over rounds that run every method once; other times are medians of repeats.
+**Read the times with care.** The machine has 2 CPU cores; the four scripts ran one after the
+other with nothing else on the machine. Under load, multi-threaded torch on 2 cores slows down by
+up to 40x (threads spinning against other processes), and the speed of this shared machine drifts
+by up to 1.5x over minutes even when it is idle. To cancel drifting speed, HVP/gradient ratios are
+medians over back-to-back pairs (gradient, then the product), and the top-k times are medians over
+rounds that run every method once, each method from a random start seeded by the round (PyHessian
+through `torch.manual_seed`: it draws its start vectors from torch's global generator); other
+times are medians of repeats. Even so, the per-step overhead rows of `overhead` moved between
+runs of the same code on this day by up to 2x (torch at n = 1e6: 2.9-5.2 axpys per step; with the
+fixed mmap threshold 4.0-8.3; numpy 3.8-6.7), and the 2-process speedup between 1.48 and 1.90
+(the row without a process group, what two concurrent processes reach here, moved alike: 1.93-2.11).
 
 **eigsh against ARPACK.** No single-vector Krylov method can certify the top 10 to the same
 residual tolerance with fewer products than unrestarted Lanczos with full reorthogonalization
@@ -42,6 +46,12 @@ table prints that floor for the spiked matrix: 35 products, 0.92x ARPACK's 38, s
 0.8x ARPACK is out of reach there for any such method; specop spends 41 (the floor plus its
 multiplicity check). On the Laplacian ARPACK skips copies of triple eigenvalues (wrong top-10
 for every start vector), while specop's check finds them at about ARPACK's count.
+
+**PyHessian at equal or better accuracy.** PyHessian's power iteration at its defaults stops at
+a relative change of 1e-3 per eigenvalue, which leaves errors of about 1e-2 on the digits Hessian.
+The comparison at equal or better accuracy is therefore made with `eigsh(tol=1e-2)`, a residual
+tolerance whose eigenvalue errors are about 1e-4 (residual squared over the gap); `tol=1e-8` is
+shown too.
 
 **GPU rows were not measured**: no GPU was available to these runs. Every script accepts
 `--device cuda` (torch rows on the GPU; `overhead` adds a `torch cuda` backend); cupy rows are not
