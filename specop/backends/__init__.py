@@ -265,7 +265,7 @@ def batched_apply(fn: Callable[[Any], Any], V: Any, xp: ModuleType) -> Any:
 # scipy.linalg.blas (scipy bundles a second OpenBLAS with its own thread pool). The recurrences also
 # call numpy's matmul and eigh; with two pools each one's idle threads spin for a while after a
 # call and take the cores from the other: eigsh on the 30^3 Laplacian (scipy.sparse) took 6.7 s
-# with the two pools and 0.5 s with numpy's alone, on 2 cores.
+# with the two pools and 0.5-0.8 s with numpy's alone, on 2 cores.
 
 
 def workspace(x: Any) -> Any:
