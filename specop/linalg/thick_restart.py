@@ -16,10 +16,11 @@ With ``verify=True`` (default) the run therefore ends with a check: a fresh rand
 vector, orthogonal to the locked ones, starts a Lanczos run on the deflated
 operator, which stops as soon as its extreme Ritz pairs have settled clear of the
 wanted set (see ``specop.linalg._which.settled``); a copy it finds instead is
-converged and locked and the check is repeated. The check restarts like the main iteration until it settles
-(within ``maxiter``); it costs few matvecs where the wanted set is separated from
-the rest of the spectrum and more where it borders a dense cluster (about 10% more
-on the 30^3 grid Laplacian, whose top eigenvalues are triple).
+converged and locked and the check is repeated. The check restarts like the main
+iteration until it settles (within ``maxiter``); it costs few matvecs where the
+wanted set is separated from the rest of the spectrum and more where it borders a
+dense cluster (about 10% more on the 30^3 grid Laplacian, whose top eigenvalues are
+triple).
 Convergence is checked after every step (Ritz values of the small projected
 matrix), not only at restarts, so no matvec is wasted once the wanted pairs have
 converged.
@@ -213,8 +214,12 @@ class _ThickRestart:
     def _floor(self, invariant: bool = False) -> float:
         """Smallest residual that can be resolved: rounding (``100 eps ||A||``), the locked pairs'
         residuals (they stay in every later residual), and in an invariant subspace its ``beta``."""
-        return max(100 * self.eps * self.anorm, math.sqrt(sum(r * r for r in self.locked_res)),
+        return max(100 * self.eps * self.anorm, self._locked_residual(),
                    self._invariance() if invariant else 0.0)
+
+    def _locked_residual(self) -> float:
+        """``||R_L||_F``: the locked pairs' residuals together."""
+        return math.sqrt(sum(r * r for r in self.locked_res))
 
     def _converged(self, theta: np.ndarray, rho: np.ndarray, invariant: bool = False) -> np.ndarray:
         return rho <= np.maximum(self.tol * np.abs(theta), self._floor(invariant))
@@ -240,7 +245,7 @@ class _ThickRestart:
         if not conv.size:
             return conv
         cap = max(0.5 * self.tol * float(np.abs(want_vals).min()), 100 * self.eps * self.anorm)
-        budget = cap * cap - float(np.sum(np.square(self.locked_res)))
+        budget = cap * cap - self._locked_residual() ** 2
         order = conv[np.argsort(rho[conv], kind="stable")]
         return order[np.cumsum(np.square(rho[order])) <= budget]
 
@@ -326,8 +331,9 @@ class _ThickRestart:
             n_keep = max(min(k_rem + int((room - k_rem) * KEEP), room, pool.size), 0)
             if all_conv and (not verifying or lock.size):  # all wanted locked: look for missed copies
                 n_keep, verifying = 0, True
-            ends = self.ends_settled if verifying else (True, True)
-            keep = pool[kept(theta[pool], n_keep, self.which, self.k, ends)] if n_keep else np.zeros(0, int)
+            # ends_settled is (True, True) outside the verification run (set by _status)
+            keep = pool[kept(theta[pool], n_keep, self.which, self.k, self.ends_settled)] if n_keep \
+                else np.zeros(0, int)
             K = self._rows(S[:, keep], Q) if keep.size else None
             self._lock(Y, theta[lock], rho[lock])
             l = int(keep.size)
