@@ -73,3 +73,32 @@ class Checkpoint:
             if os.path.exists(tmp):
                 os.unlink(tmp)
             raise
+
+
+#: Seed of the fixed probes that identify an operator (see :func:`operator_probe`).
+PROBE_SEED = 0x5EC0
+
+
+def operator_probe(A: Any, count: int = 2) -> np.ndarray:
+    """``Z^T A Z`` for ``count`` fixed Gaussian probes ``Z``: a cheap identity of the operator (host float64).
+
+    Two operators of the same shape and dtype but different entries give different
+    values (with probability one); the same operator gives the same values up to the
+    rounding of its product. Costs one ``matmat`` with ``count`` columns.
+    """
+    from specop import backends
+    from specop.random import probes
+
+    Z = probes(A.shape[1], count, seed=PROBE_SEED, kind="gaussian", like=A)
+    AZ = A.matmat(Z)
+    return (backends.to_numpy(Z).astype(np.float64).T @ backends.to_numpy(AZ).astype(np.float64)).ravel()
+
+
+def same_operator(stored: Any, now: np.ndarray, dtype_name: str) -> bool:
+    """Whether two :func:`operator_probe` results come from the same operator (to rounding)."""
+    stored = np.asarray(stored, dtype=np.float64)
+    if stored.shape != now.shape or not np.isfinite(stored).all():
+        return False
+    eps = float(np.finfo(dtype_name).eps)
+    scale = max(float(np.max(np.abs(now))), float(np.finfo(np.float64).tiny)) if now.size else 1.0
+    return bool(np.all(np.abs(stored - now) <= 1e4 * eps * scale))
