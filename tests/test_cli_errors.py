@@ -92,6 +92,10 @@ FACTORIES = textwrap.dedent("""
             raise ValueError("my loss is broken")
         return model, loss, data
 
+    def exits():
+        import sys
+        sys.exit(3)
+
     def jax_values():
         import jax.numpy as jnp
         loss = lambda p, b: jnp.mean((b[0] @ p["w"] - b[1]) ** 2)
@@ -148,6 +152,7 @@ TOP = ["top", "--k", "2", "--checkpoint", "new-ck", "--output", "new-out/top.jso
     ("data_model_loss", ["returned (data, model, loss_fn)", "(model, loss_fn, data) in this order"]),
     ("returns_none", ["returned None (a missing return statement?)"]),
     ("loss_raises", ["evaluating the loss on the data failed", "my loss is broken"]),
+    ("exits", ["the factory raised SystemExit: 3"]),
 ])
 def test_bad_factory_is_refused_before_any_work(workdir, capsys, factory, fragments):
     _fails(capsys, workdir, [*TOP, "--model", f"fac:{factory}"], f"--model fac:{factory}: ", *fragments)
@@ -182,9 +187,23 @@ def test_bad_option_is_refused_before_any_work(workdir, capsys, argv, fragments)
     (["density", "--method", "kpm", "--reorth", "full"], ["--reorth: applies to --method slq only"]),
     (["report", "--which", "SA"], ["--which SA", "specop top --which"]),
     (["report", "--output", "r.png"], ["must not end in .png"]),
+    (["trace", "--method", "hutch++", "--probes", str(10**13)], ["hutch++ holds about", "GiB), more than"]),
+    (["top", "--distributed", "--timeout", "1e300"], ["--timeout", "<= 1e8"]),
 ])
 def test_option_combinations_that_cannot_work(workdir, capsys, argv, fragments):
     _fails(capsys, workdir, [*argv, "--model", "fac:make"], *fragments)
+
+
+def test_out_of_memory_is_one_line_exit_1(workdir, capsys, monkeypatch):
+    from specop.cli import jobs
+
+    def no_memory(*args, **kwargs):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:127] DefaultCPUAllocator: can't allocate memory: you "
+                           "tried to allocate 69333333264 bytes.\nError code 12")
+
+    monkeypatch.setattr(jobs.specop, "trace", no_memory)
+    _fails(capsys, workdir, ["trace", "--model", "fac:make", "--output", "t.json"], "out of memory", "--probes",
+           code=1)
 
 
 def test_cuda_device_without_a_gpu(workdir, capsys):

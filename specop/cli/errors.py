@@ -16,7 +16,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-__all__ = ["UsageError", "RunError", "one_line", "cli_names", "is_collective_failure", "classify"]
+__all__ = ["UsageError", "RunError", "one_line", "cli_names", "is_collective_failure", "is_out_of_memory",
+           "classify"]
 
 
 class UsageError(Exception):
@@ -75,8 +76,13 @@ def is_collective_failure(exc: BaseException) -> bool:
     return False
 
 
-def _out_of_memory(exc: BaseException) -> bool:
-    return isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError"
+def is_out_of_memory(exc: BaseException) -> bool:
+    """``MemoryError``, torch's CUDA ``OutOfMemoryError``, a failed torch CPU allocation, JAX's RESOURCE_EXHAUSTED."""
+    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":
+        return True
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and ("can't allocate memory" in text or "RESOURCE_EXHAUSTED" in text
+                                              or "out of memory" in text.lower())
 
 
 def classify(exc: BaseException, args: Any) -> tuple[int, str] | None:
@@ -93,7 +99,7 @@ def classify(exc: BaseException, args: Any) -> tuple[int, str] | None:
         where = f"rank {os.environ.get('RANK', '?')} of {os.environ.get('WORLD_SIZE', '?')}"
         return 1, (f"--distributed ({where}): a peer did not answer within --timeout {args.timeout:g} s or died "
                    f"({one_line(exc, 300)}); see the other ranks' errors")
-    if _out_of_memory(exc):
+    if is_out_of_memory(exc):
         return 1, (f"out of memory ({type(exc).__name__}: {one_line(exc, 200)}); lower --probes, --k or --steps, "
                    "or pass --dtype float32")
     if isinstance(exc, NonFiniteError):

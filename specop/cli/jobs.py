@@ -24,6 +24,7 @@ eigenvalue density", ICML 2019):
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import numpy as np
@@ -49,6 +50,20 @@ def check_sizes(args: Any, n: int) -> None:
         raise UsageError(f"the model has P = {n} parameter(s); the spectral methods need P >= 2")
     if args.command in ("report", "top") and args.k >= n:
         raise UsageError(f"--k {args.k}: expected at most P - 1 = {n - 1} (the model has P = {n} parameters)")
+    if args.command == "trace" and args.method == "hutch++":
+        need, have = 8 * n * args.probes, _host_memory()  # its probe blocks live at once: ~probes x P float64
+        if have is not None and need > have:
+            raise UsageError(f"--probes {args.probes}: hutch++ holds about {args.probes} vectors of P = {n} at once "
+                             f"({need / 2**30:.1f} GiB), more than this machine's {have / 2**30:.1f} GiB; use fewer "
+                             "probes or --method hutchinson (which streams them)")
+
+
+def _host_memory() -> int | None:
+    """Physical memory in bytes (None where the OS does not say)."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return None
 
 
 #: "clearly negative": below -CLEAR times the largest |Ritz value|

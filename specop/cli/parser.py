@@ -57,7 +57,10 @@ def _tolerance(text: str) -> float:
 
 
 def _seconds(text: str) -> float:
-    return _number(text, "a finite number of seconds > 0", positive=True)
+    value = _number(text, "a number of seconds > 0 and <= 1e8", positive=True)
+    if value > 1e8:  # beyond what datetime.timedelta and the process group take
+        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0 and <= 1e8, got {text}")
+    return value
 
 
 def _common(p: argparse.ArgumentParser) -> None:

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from specop.cli.checks import check_jax_data, check_torch_data, finite_number
-from specop.cli.errors import UsageError, cli_names, is_collective_failure, one_line
+from specop.cli.errors import UsageError, cli_names, is_collective_failure, is_out_of_memory, one_line
 
 __all__ = ["UsageError", "Problem", "build_problem", "load_factory", "probe_operators"]
 
@@ -65,7 +65,7 @@ def load_factory(spec: str) -> Any:
         raise
     except (ImportError, SyntaxError) as exc:
         raise UsageError(f"--model: cannot import {mod_name!r}: {type(exc).__name__}: {one_line(exc)}") from exc
-    except Exception as exc:  # the user's module raised while it was imported
+    except (Exception, SystemExit) as exc:  # the user's module raised (or exited) while it was imported
         raise UsageError(f"--model: importing {mod_name!r} raised {type(exc).__name__}: {one_line(exc)}") from exc
     fn = getattr(module, attr, None)
     if fn is None or not callable(fn):
@@ -144,7 +144,7 @@ def _guard(label: str, step: str, fn: Callable[[], Any]) -> Any:
     except UsageError:
         raise
     except Exception as exc:
-        if is_collective_failure(exc) or type(exc).__name__ == "OutOfMemoryError" or isinstance(exc, MemoryError):
+        if is_collective_failure(exc) or is_out_of_memory(exc):
             raise
         text = cli_names(one_line(exc))
         kind = "" if isinstance(exc, (ValueError, TypeError)) else f"{type(exc).__name__}: "
@@ -245,7 +245,9 @@ def build_problem(args: Any) -> Problem:
         result = factory()
     except UsageError:
         raise
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:
+        if is_out_of_memory(exc):
+            raise
         raise UsageError(f"{label}: the factory raised {type(exc).__name__}: {one_line(exc)}") from exc
     if not isinstance(result, (tuple, list)):
         got = "None (a missing return statement?)" if result is None else _describe(result)
