@@ -346,3 +346,29 @@ def test_timeout_is_documented_in_help(capsys):
     with pytest.raises(SystemExit):
         main(["top", "--help"])
     assert "--timeout SECONDS" in capsys.readouterr().out
+
+
+# ----------------------------------------------------------------------------------- options that were ignored
+
+def test_top_of_the_smallest_eigenvalues_claims_no_outliers(workdir):
+    assert main(["top", "--model", "fac:make", "--k", "2", "--which", "SA", "--quiet", "--output", "sa.json"]) == 0
+    top = json.loads((workdir / "sa.json").read_text())["top"]
+    assert "outliers" not in top and len(top["eigenvalues"]) == 2  # a gap among the smallest is no outlier
+
+
+def test_dtype_reaches_the_jax_operators(workdir):
+    pytest.importorskip("specop.curvature.jax")
+    import jax.numpy as jnp
+
+    (workdir / "jfac.py").write_text(textwrap.dedent("""
+        import jax.numpy as jnp
+
+        def make():
+            X = jnp.linspace(-1.0, 1.0, 24, dtype=jnp.float64).reshape(8, 3)
+            y = jnp.arange(16, dtype=jnp.float64).reshape(8, 2) / 16
+            model_fn = lambda p, x: jnp.tanh(x @ p["w"])
+            return (lambda out, t: jnp.mean((out - t) ** 2)), {"w": 0.3 * jnp.ones((3, 2))}, (X, y), model_fn
+    """))
+    assert jnp.ones(1, dtype=jnp.float64).dtype == jnp.float64  # x64 on (tests/conftest.py)
+    assert main(["top", "--model", "jfac:make", "--k", "2", "--dtype", "float32", "--quiet", "--output", "j.json"]) == 0
+    assert json.loads((workdir / "j.json").read_text())["model"]["dtype"] == "float32"
