@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import textwrap
@@ -43,9 +44,39 @@ FACTORY = textwrap.dedent("""
 """)
 
 
+# A peer that is alive but stuck: rank 1 sleeps in its factory, or in its 11th pass over the data
+# (inside the eigsh products), far longer than the --timeout of the test.
+STUCK = textwrap.dedent("""
+    import os
+    import time
+
+    from distfactory import make
+
+    def sleeps_in_factory():
+        if os.environ["RANK"] == "1":
+            time.sleep(600)
+        return make()
+
+    class _Stalls:
+        def __init__(self, batches):
+            self.batches, self.passes = batches, 0
+
+        def __iter__(self):
+            self.passes += 1
+            if os.environ["RANK"] == "1" and self.passes > 10:
+                time.sleep(600)
+            return iter(self.batches)
+
+    def sleeps_in_a_product():
+        model, loss, (X, y) = make()
+        return model, loss, _Stalls([(X[:20], y[:20]), (X[20:], y[20:])])
+""")
+
+
 @pytest.fixture
 def workdir(tmp_path: Path) -> Path:
     (tmp_path / "distfactory.py").write_text(FACTORY)
+    (tmp_path / "stuckfactory.py").write_text(STUCK)
     return tmp_path
 
 
@@ -174,3 +205,33 @@ def test_distributed_without_torchrun_is_one_line_exit_2(workdir: Path, monkeypa
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and err.startswith("specop: error: --distributed needs torchrun"), err
     assert "torchrun --nproc_per_node" in err and not (workdir / "specop-top.json").exists()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.parametrize("where", ["sleeps_in_factory", "sleeps_in_a_product"])
+def test_a_stuck_peer_stops_the_others_within_the_timeout(workdir: Path, where: str) -> None:
+    """Two ranks spawned directly (torchrun would kill the sleeper as soon as rank 0 fails)."""
+    env = {**_env(), "PYTHONPATH": os.pathsep.join([str(workdir), _env()["PYTHONPATH"]]), "WORLD_SIZE": "2",
+           "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port())}
+    cmd = [sys.executable, "-m", "specop", "top", "--model", f"stuckfactory:{where}", "--k", "3", "--quiet",
+           "--distributed", "--timeout", "5", "--output", "out.json"]
+    ranks = [subprocess.Popen(cmd, cwd=workdir, env={**env, "RANK": str(r), "LOCAL_RANK": str(r)}, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for r in (0, 1)]
+    try:
+        _, err = ranks[0].communicate(timeout=120)  # the sleeper sleeps 600 s: a hang fails here
+    except subprocess.TimeoutExpired:
+        pytest.fail("rank 0 still waits for its stuck peer after 120 s (--timeout 5)")
+    finally:
+        for p in ranks:
+            p.kill()
+            p.wait()
+    lines = err.strip().splitlines()
+    assert ranks[0].returncode == 1, err
+    assert len(lines) == 1 and lines[0].startswith("specop: error: --distributed (rank 0 of 2): "), err
+    assert "a peer did not answer within --timeout 5 s" in lines[0] and "Traceback" not in err
+    assert _outputs(workdir) == []  # no JSON, no *.tmp

@@ -1,8 +1,8 @@
 """The computations behind ``specop report|top|density|trace``.
 
 Every job returns a JSON-ready dict of numbers. With ``--checkpoint DIR`` each finished
-stage (the eigsh result, the norm of ``H - G``) is stored in ``DIR`` as JSON, written
-atomically (temporary file + ``os.replace``), and every density's finished probes are
+stage (the eigsh result, the norm of ``H - G``) is stored in ``DIR`` as JSON
+(:class:`specop.cli.store.StageStore`), and every density's finished probes are
 stored by :func:`specop.spectral_density`'s own ``checkpoint=``; a restarted run reads
 them back, so it produces exactly the same JSON as an uninterrupted one.
 
@@ -24,60 +24,46 @@ eigenvalue density", ICML 2019):
 
 from __future__ import annotations
 
-import json
 import os
-import tempfile
-from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 import specop
+from specop.cli.errors import UsageError
+from specop.cli.store import StageStore
 
-__all__ = ["StageStore", "count_outliers", "run_report", "run_top", "run_density", "run_trace"]
+__all__ = ["StageStore", "count_outliers", "operators_used", "check_sizes", "run_report", "run_top", "run_density",
+           "run_trace"]
 
 
-class StageStore:
-    """Finished stages as JSON files in a checkpoint directory (or nothing when ``path`` is None)."""
+def operators_used(args: Any, has_ggn: bool) -> list[str]:
+    """The operators the command computes with: ``"hessian"`` and/or ``"ggn"`` (the report uses G if there is one)."""
+    if args.command == "report":
+        return ["hessian", "ggn"] if has_ggn else ["hessian"]
+    return [args.operator]
 
-    def __init__(self, path: str | None, settings: dict[str, Any]) -> None:
-        self.path = None if path is None else Path(path)
-        if self.path is None:
-            return
-        self.path.mkdir(parents=True, exist_ok=True)
-        stored = self.path / "settings.json"
-        if stored.exists():
-            old = json.loads(stored.read_text())
-            if old != settings:
-                diff = sorted(k for k in set(old) | set(settings) if old.get(k) != settings.get(k))
-                from specop.cli.problem import UsageError
 
-                raise UsageError(f"--checkpoint: {self.path} was written by a run with other settings "
-                                 f"({', '.join(diff)}); use a new checkpoint path")
-        else:
-            self._write(stored, settings)
+def check_sizes(args: Any, n: int) -> None:
+    """Options that the operator's size ``n`` (the number of parameters P) rules out, refused before any work."""
+    if n < 2:
+        raise UsageError(f"the model has P = {n} parameter(s); the spectral methods need P >= 2")
+    if args.command in ("report", "top") and args.k >= n:
+        raise UsageError(f"--k {args.k}: expected at most P - 1 = {n - 1} (the model has P = {n} parameters)")
+    if args.command == "trace" and args.method == "hutch++":
+        need, have = 8 * n * args.probes, _host_memory()  # its probe blocks live at once: ~probes x P float64
+        if have is not None and need > have:
+            raise UsageError(f"--probes {args.probes}: hutch++ holds about {args.probes} vectors of P = {n} at once "
+                             f"({need / 2**30:.1f} GiB), more than this machine's {have / 2**30:.1f} GiB; use fewer "
+                             "probes or --method hutchinson (which streams them)")
 
-    def _write(self, path: Path, obj: Any) -> None:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
 
-    def file(self, name: str) -> str | None:
-        """Path for a density checkpoint named ``name`` (None without a checkpoint)."""
-        return None if self.path is None else str(self.path / name)
-
-    def stage(self, name: str, compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-        """The stored result of stage ``name``, or ``compute()`` stored now."""
-        if self.path is not None and (self.path / f"{name}.json").exists():
-            return json.loads((self.path / f"{name}.json").read_text())
-        result = json.loads(json.dumps(compute()))  # normalise (tuples, numpy scalars) as a reload would
-        if self.path is not None:
-            self._write(self.path / f"{name}.json", result)
-        return result
+def _host_memory() -> int | None:
+    """Physical memory in bytes (None where the OS does not say)."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return None
 
 
 #: "clearly negative": below -CLEAR times the largest |Ritz value|
@@ -103,7 +89,7 @@ def _eigsh(A: Any, args: Any) -> dict[str, Any]:
 def _density(A: Any, args: Any, store: StageStore, name: str, progress: Any) -> Any:
     kw: dict[str, Any] = {"steps": args.steps} if args.method == "slq" else {"degree": args.steps}
     return specop.spectral_density(A, method=args.method, num_probes=args.probes, seed=args.seed,
-                                   reorth=args.reorth, checkpoint=store.file(f"density-{name}"),
+                                   reorth=args.reorth or "none", checkpoint=store.file(f"density-{name}"),
                                    progress=progress, **kw)
 
 
@@ -160,8 +146,6 @@ def _with(args: Any, **changes: Any) -> Any:
 def _operator(problem: Any, args: Any) -> Any:
     if args.operator == "ggn":
         if problem.G is None:
-            from specop.cli.problem import UsageError
-
             raise UsageError("--operator ggn: this model has no Gauss-Newton operator (a JAX factory needs model_fn)")
         return problem.G
     return problem.H
@@ -171,7 +155,8 @@ def run_top(problem: Any, args: Any, store: StageStore, ui: Any) -> dict[str, An
     """Top-k eigenpairs (values and residuals) of the chosen operator."""
     with ui.task(f"eigsh k={args.k} which={args.which}", None):
         top = store.stage("eigsh", lambda: _eigsh(_operator(problem, args), args))
-    top["outliers"] = count_outliers(top["eigenvalues"])
+    if args.which == "LA":  # outliers are a property of the largest eigenvalues
+        top["outliers"] = count_outliers(top["eigenvalues"])
     return {"top": top}
 
 

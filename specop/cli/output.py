@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = ["UI", "write_json", "plot_report", "plot_density", "print_table"]
+__all__ = ["UI", "write_json", "write_outputs", "plot_report", "plot_density", "print_table"]
 
 
 class UI:
@@ -54,14 +55,56 @@ class UI:
             print(text, file=sys.stderr, flush=True)
 
 
+def _json_safe(obj: Any) -> Any:
+    """``obj`` with NaN and Inf as ``null`` (strict JSON; e.g. the standard error of one probe is undefined)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    return obj
+
+
 def write_json(path: Path, obj: Any) -> None:
-    """Write ``obj`` atomically (floats as their shortest round-trip repr)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(obj, f, indent=1, sort_keys=True)
-        f.write("\n")
-    os.replace(tmp, path)
+    """Write ``obj`` atomically (floats as their shortest round-trip repr, NaN/Inf as null)."""
+    write_outputs(path, obj, None)
+
+
+def write_outputs(path: Path, doc: Any, plot: Callable[[Path], None] | None) -> None:
+    """The JSON at ``path`` and, with ``plot``, the PNG beside it: both rendered to temporary files first.
+
+    Only when both are complete are they renamed over their targets (the PNG first,
+    the JSON last), so a failure leaves neither a ``*.tmp`` nor a half-written
+    output, and removes the directories it created for them.
+    """
+    created = [p for p in [path.parent, *path.parent.parents] if not p.exists()]
+    tmps: list[str] = []
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+        tmps.append(tmp)
+        with os.fdopen(fd, "w") as f:
+            json.dump(_json_safe(doc), f, indent=1, sort_keys=True, allow_nan=False)
+            f.write("\n")
+        moves = [(tmp, path)]
+        if plot is not None:
+            png = path.with_suffix(".png")
+            fd, tmp_png = tempfile.mkstemp(dir=path.parent, prefix=png.name, suffix=".tmp")
+            os.close(fd)
+            tmps.append(tmp_png)
+            plot(Path(tmp_png))
+            moves.insert(0, (tmp_png, png))
+        for src, dst in moves:
+            os.replace(src, dst)
+    except BaseException:
+        for t in tmps:
+            if os.path.exists(t):
+                os.unlink(t)
+        for d in created:  # innermost first; only the empty ones this call made
+            with contextlib.suppress(OSError):
+                d.rmdir()
+        raise
 
 
 def _rows(result: dict[str, Any]) -> list[tuple[str, str]]:
@@ -70,7 +113,8 @@ def _rows(result: dict[str, Any]) -> list[tuple[str, str]]:
     if top:
         for i, (w, r) in enumerate(zip(top["eigenvalues"], top["residual_norms"], strict=True), 1):
             rows.append((f"lambda_{i}", f"{w:.6g}   (residual {r:.1e})"))
-        rows.append(("outliers (largest relative gap)", str(top["outliers"])))
+        if "outliers" in top:
+            rows.append(("outliers (largest relative gap)", str(top["outliers"])))
         rows.append(("eigsh matvecs / converged", f"{top['matvecs']} / {top['converged']}"))
     dens = result.get("density") or result.get("hessian", {}).get("density")
     if dens and "trace" in dens:
@@ -114,9 +158,10 @@ def print_table(title: str, result: dict[str, Any]) -> None:
 def _curve(d: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
     nodes, weights = np.asarray(d["nodes"]), np.asarray(d["weights"])
     lo, hi = d["support"]
-    pad = 0.05 * (hi - lo)
+    width = hi - lo if hi > lo else max(abs(hi), 1.0)  # one Ritz value (one step): a width of its own scale
+    pad = 0.05 * width
     grid = np.linspace(lo - pad, hi + pad, 1000)
-    sigma = 0.01 * (hi - lo)
+    sigma = 0.01 * width
     dens = np.exp(-0.5 * ((grid[None, None, :] - nodes[:, :, None]) / sigma) ** 2) / (sigma * np.sqrt(2 * np.pi))
     return grid, np.einsum("ri,rig->g", weights, dens) / nodes.shape[0]
 
@@ -143,7 +188,7 @@ def plot_report(path: Path, result: dict[str, Any], title: str) -> None:
     ax.set_title(title)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, format="png")
     plt.close(fig)
 
 
@@ -163,12 +208,13 @@ def plot_density(path: Path, result: dict[str, Any], title: str) -> None:
 
         kd = KPMDensity(matvecs=d["matvecs"], n=0, probe_moments=np.asarray(d["probe_moments"]),
                         bounds=tuple(d["bounds"]), kernel=d["kernel"])
-        grid = np.linspace(*d["bounds"], 1000)
+        lo, hi = (float(b) for b in d["bounds"])
+        grid = np.linspace(lo, hi, 1000)
         y = kd.evaluate(grid)
     ax.semilogy(grid, np.maximum(y, 1e-12))
     ax.set_xlabel("eigenvalue")
     ax.set_ylabel("density (log scale)")
     ax.set_title(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, format="png")
     plt.close(fig)

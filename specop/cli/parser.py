@@ -6,6 +6,7 @@ Errors are one line (``specop: error: ...``) and exit code 2, like every usage e
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from typing import NoReturn
 
@@ -16,7 +17,8 @@ COMMANDS = ("report", "top", "density", "trace")
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:  # one clear line instead of usage + message
-        print(f"{self.prog}: error: {message}", file=sys.stderr)
+        where = self.prog.split(" ", 1)[1] + ": " if " " in self.prog else ""
+        print(f"specop: error: {where}{message}", file=sys.stderr)
         raise SystemExit(2)
 
 
@@ -40,6 +42,27 @@ def _nonneg(text: str) -> int:
     return value
 
 
+def _number(text: str, what: str, positive: bool) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+    if not math.isfinite(value) or value < 0 or (positive and value == 0):
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text}")
+    return value
+
+
+def _tolerance(text: str) -> float:
+    return _number(text, "a finite number >= 0", positive=False)
+
+
+def _seconds(text: str) -> float:
+    value = _number(text, "a number of seconds > 0 and <= 1e8", positive=True)
+    if value > 1e8:  # beyond what datetime.timedelta and the process group take
+        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0 and <= 1e8, got {text}")
+    return value
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model")
     g.add_argument("--model", metavar="MOD:FACTORY",
@@ -54,7 +77,10 @@ def _common(p: argparse.ArgumentParser) -> None:
                         "--device, which becomes cuda:LOCAL_RANK; gloo otherwise), give rank r of W the samples "
                         "r, r+W, ... of an (X, y) data set, all-reduce every product; rank 0 prints and writes "
                         "the outputs and the --checkpoint")
-    g.add_argument("--train-steps", type=_nonneg, default=300,
+    g.add_argument("--timeout", type=_seconds, metavar="SECONDS",
+                   help="with --distributed: seconds every collective may wait for the other ranks before the run "
+                        "stops with an error, so a stuck or dead peer cannot hang the others (default 300)")
+    g.add_argument("--train-steps", type=_nonneg,
                    help="full-batch gradient descent steps (lr 0.1) for the embedded digits model (default 300)")
     g = p.add_argument_group("run")
     g.add_argument("--seed", type=_nonneg, default=0, help="seed of training, probes and start vectors (default 0)")
@@ -71,7 +97,7 @@ def _eig(p: argparse.ArgumentParser, k: int) -> None:
     g = p.add_argument_group("eigsh")
     g.add_argument("--k", type=_positive, default=k, help=f"number of eigenvalues (default {k})")
     g.add_argument("--which", choices=("LA", "SA", "LM", "BE"), default="LA", help="which end (default LA)")
-    g.add_argument("--tol", type=float, default=1e-8, help="relative residual tolerance (default 1e-8)")
+    g.add_argument("--tol", type=_tolerance, default=1e-8, help="relative residual tolerance (default 1e-8)")
 
 
 def _dens(p: argparse.ArgumentParser, probes: int, steps: int, methods: bool) -> None:
@@ -81,8 +107,8 @@ def _dens(p: argparse.ArgumentParser, probes: int, steps: int, methods: bool) ->
     g.add_argument("--probes", type=_positive, default=probes, help=f"random probe vectors (default {probes})")
     g.add_argument("--steps", type=_positive, default=steps,
                    help=f"Lanczos steps per probe (SLQ) or Chebyshev degree (KPM) (default {steps})")
-    g.add_argument("--reorth", choices=("none", "selective", "full"), default="full",
-                   help="Lanczos reorthogonalization (default full)")
+    g.add_argument("--reorth", choices=("none", "selective", "full"),
+                   help="Lanczos reorthogonalization of SLQ (default full)")
 
 
 def _operator(p: argparse.ArgumentParser) -> None:
