@@ -115,7 +115,8 @@ def model_state(model: nn.Module, mode: str, seed: int | None = None) -> Iterato
             norm.track_running_stats = flag
         with torch.no_grad():
             for b, saved in buffers:
-                b.copy_(saved)
+                if not torch.equal(b, saved):  # untouched buffers keep their version counters (graph caches)
+                    b.copy_(saved)
 
 
 @contextlib.contextmanager

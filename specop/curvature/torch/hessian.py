@@ -110,6 +110,11 @@ class HessianOperator(CurvatureOperator):
         super().refresh()
         self._graphs = {}
 
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__()
+        state["_graphs"] = {}  # autograd graphs do not pickle: rebuilt at the first product
+        return state
+
     def _matmat(self, V: torch.Tensor) -> torch.Tensor:
         # One batch whose gradient graph is cached and current: the product needs neither the
         # data nor the model's mode (no forward pass), so skip the pass; the same result, bit
