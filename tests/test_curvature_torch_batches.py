@@ -121,3 +121,16 @@ def test_sample_count_comes_from_the_outputs_and_the_normalizer_from_the_loss():
         per = F.cross_entropy(model(X), y, reduction="none")
     assert abs(float(op.loss()) - float((per * counts).sum() / counts.sum())) < 1e-14
     assert op.num_samples == 8
+
+
+def test_a_loss_modules_options_are_read_on_every_call():
+    # class weights set on the loss module after the operator was built are the ones used
+    model, (X, y) = tm.mlp([3, 4, 3]), tm.classification(10, 3, 3)
+    loss = nn.CrossEntropyLoss()
+    G = GGNOperator(model, loss, (X, y))
+    loss.weight = torch.tensor([1.0, 3.0, 0.5], dtype=torch.float64)
+    ref = GGNOperator(model, nn.CrossEntropyLoss(weight=loss.weight), (X, y))
+    assert tm.rel_err(G.to_dense(), ref.to_dense()) < 1e-14 and float(G.loss()) == float(ref.loss())
+    loss.reduction = "none"
+    with pytest.raises(ValueError, match="reduction='none' is not supported"):
+        G.loss()

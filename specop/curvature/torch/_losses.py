@@ -192,10 +192,24 @@ class Builtin(Loss):
 
     terms_are_positions = False
 
-    def __init__(self, fn: Callable[..., Any], options: dict[str, Any], reduction: str) -> None:
+    def __init__(self, fn: Callable[..., Any], options: dict[str, Any], reduction: str,
+                 module: nn.Module | None = None) -> None:
         super().__init__(fn)
         self.name = fn.__name__
-        self.options, self.reduction = options, reduction
+        self._options, self._reduction, self._module = options, reduction, module
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The loss's options (``weight``, ``ignore_index``, ...), read from the module on every call."""
+        if self._module is None:
+            return self._options
+        return {k: getattr(self._module, k) for k in _OPTIONS[self.fn] if hasattr(self._module, k)}
+
+    @property
+    def reduction(self) -> str:
+        if self._module is None:
+            return self._reduction
+        return _checked(self.fn, str(self._module.reduction))
 
     def _opts(self, Z: torch.Tensor) -> dict[str, Any]:
         return {k: (v.to(device=Z.device, dtype=Z.dtype) if isinstance(v, torch.Tensor) and v.is_floating_point()
@@ -390,10 +404,15 @@ def make_loss(loss_fn: Any, loss_on_batch: bool = False) -> Loss:
     if loss_on_batch:
         raise ValueError(f"loss_on_batch=True: {fn.__name__} takes (outputs, targets), not the batch; "
                          "pass targets=lambda batch: ... instead")
+    module = loss_fn if isinstance(loss_fn, nn.Module) else None  # its options are read on every call
+    return _CLASSES.get(fn, Builtin)(fn, options, _checked(fn, reduction), module)
+
+
+def _checked(fn: Callable[..., Any], reduction: str) -> str:
     allowed = ("mean", "sum", "batchmean") if fn is F.kl_div else ("mean", "sum")
     if reduction not in allowed:
         extra = " (the operators need the loss's sum and its normalizer)" if reduction == "none" else ""
         raise ValueError(f"loss_fn: reduction={reduction!r} is not supported{extra}; use "
                          + " or ".join(repr(r) for r in allowed))
-    return _CLASSES.get(fn, Builtin)(fn, options, reduction)
+    return reduction
 
