@@ -309,7 +309,11 @@ class CurvatureOperator(LinearOperator):
 
     @property
     def num_samples(self) -> int:
-        """Samples in the data set (first dimension of the outputs, all processes); one forward pass."""
+        """Samples in the data set (first dimension of the outputs, all processes).
+
+        Counted once by a forward pass over the data (a collective under ``torch.distributed``:
+        read it on every rank); :meth:`refresh` forgets it.
+        """
         return self._sample_counts()[1]
 
     def _matmat(self, V: torch.Tensor) -> torch.Tensor:
