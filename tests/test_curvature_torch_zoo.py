@@ -141,7 +141,7 @@ def test_mc_fisher_converges_to_the_ggn_like_one_over_sqrt_samples(name):
 
 def test_reading_of_every_builtin_loss_matches_torchs_mean():
     # S_b / Z_b must be torch's own mean for every built-in loss and option (the normalizer read exactly)
-    from specop.curvature.torch._losses import make_loss
+    from specop.curvature.torch._recognise import make_loss
 
     g = torch.Generator().manual_seed(0)
     Z, Zt = torch.randn(6, 3, 4, generator=g, dtype=torch.float64), torch.randn(6, 3, generator=g, dtype=torch.float64)

@@ -37,8 +37,8 @@ from specop import backends
 from specop.curvature import _core
 from specop.curvature.torch import _batches, _data
 from specop.curvature.torch._linear import Batching
-from specop.curvature.torch._losses import make_loss
-from specop.curvature.torch._params import call_scope, select_params, unflatten
+from specop.curvature.torch._params import call_scope, select_params
+from specop.curvature.torch._recognise import make_loss
 from specop.operators.base import LinearOperator
 
 __all__ = ["CurvatureOperator", "Batch", "Contribution"]
@@ -228,9 +228,6 @@ class CurvatureOperator(LinearOperator):
     def _flat(self, parts: Sequence[torch.Tensor | None]) -> torch.Tensor:
         return torch.cat([torch.zeros(s, dtype=self.dtype, device=self.device).reshape(-1) if p is None
                           else p.reshape(-1) for p, s in zip(parts, self._shapes, strict=True)])
-
-    def _unflat(self, v: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        return unflatten(v, self._shapes)
 
     def _split(self, M: torch.Tensor) -> list[torch.Tensor]:
         """Columns of ``M`` ``(P, k)`` per parameter tensor, as ``(k, *shape)``."""
