@@ -145,8 +145,16 @@ def main(argv: list[str] | None = None) -> Report:
     device = setup_torch(args)
     report = Report("curvature", "Curvature of models with masks: the padded LM, and the cache check",
                     args.quick, str(device))
+    import os
+
+    import torch
+
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     masked_lm(report, device, args.quick)
     cache_check(report, device, args.quick)
+    report.notes.append(f"torch threads: {torch.get_num_threads()}; 1-minute load average at the start: {load:.1f} "
+                        f"on {os.cpu_count()} cores (other work shares the machine; ratios are paired, the check "
+                        "and the product interleaved).")
     report.finish(args.output)
     return report
 

@@ -27,8 +27,10 @@ Each figure comes from one run of `python -m benchmarks.<name>` (`operators`, `t
 `benchmarks/peers.py` drives their public APIs (PyHessian's `density()` needs `torch.eig`, gone in
 torch 2, which the benchmark supplies for the duration of the call).
 
-**Read the times with care.** The machine has 2 CPU cores; the four scripts ran one after the
-other with nothing else on the machine. Under load, multi-threaded torch on 2 cores slows down by
+**Read the times with care.** The machine has 2 CPU cores; the first four scripts ran one after
+the other with nothing else on the machine; `curvature` ran later with one torch thread while other
+work shared the machine (its note gives the load), so its milliseconds are inflated and only its
+ratios (measured back to back) are meant to be read. Under load, multi-threaded torch on 2 cores slows down by
 up to 40x (threads spinning against other processes), and the speed of this shared machine drifts
 by up to 1.5x over minutes even when it is idle. To cancel drifting speed, HVP/gradient ratios are
 medians over back-to-back pairs (gradient, then the product), and the top-k times are medians over
