@@ -10,7 +10,7 @@ Computation 1994). With ``cache_graph`` the graph is kept between products, as P
 keeps its retained graph; a product then costs one backward pass.
 
 **What the cache watches.** A cached graph is reused only while (checked before every
-product, about 1% of a product on the digits MLP, ``benchmarks/curvature.py``):
+product, 0.4% of a product on the digits MLP, ``benchmarks/curvature.py``):
 
 * every parameter and buffer of the model is the same tensor (identity and version counter)
   *and holds the same values* (compared with a copy taken when the graph was built, so
