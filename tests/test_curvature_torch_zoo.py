@@ -139,6 +139,7 @@ def test_mc_fisher_converges_to_the_ggn_like_one_over_sqrt_samples(name):
     assert 2.8 < ratio < 5.7, ratio
 
 
+@pytest.mark.filterwarnings("ignore:reduction. 'mean' divides the total loss:UserWarning")  # KLDiv 'mean', on purpose
 def test_reading_of_every_builtin_loss_matches_torchs_mean():
     # S_b / Z_b must be torch's own mean for every built-in loss and option (the normalizer read exactly)
     from specop.curvature.torch._recognise import make_loss
