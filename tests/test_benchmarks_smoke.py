@@ -40,3 +40,16 @@ def test_operators_quick_writes_json_that_renders(tmp_path, capsys):
     page = build(tmp_path)
     assert f"| digits MLP f64 | {P} | autograd gradient (reference) |" in page
     assert "GPU rows were not measured" in page
+
+
+def test_curvature_quick_measures_the_masked_lm_and_the_cache_check(tmp_path):
+    from benchmarks import curvature
+
+    out = tmp_path / "curvature.json"
+    curvature.main(["--quick", "--output", str(out)])
+    report = json.loads(out.read_text())
+    lm, cache = report["tables"]
+    assert [r[3] for r in lm["rows"]][:2] == ["autograd gradient (reference)", "specop HessianOperator matvec"]
+    assert all(r[4] > 0 and r[5] > 0 for r in lm["rows"])
+    assert 0 < cache["rows"][1][2] < 1  # the check is a part of a product
+    assert {g["name"].split(" (")[0] for g in report["goals"]} >= {"masked-LM HVP/grad ≤ 2.5"}

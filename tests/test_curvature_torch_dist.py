@@ -27,10 +27,17 @@ STUCK_TIMEOUT = 3.0  # seconds
 TIMEOUT = 90  # seconds per subprocess
 
 
-def _problem():
+def _problem(scenario: str = "equal"):
     sys.path.insert(0, str(REPO))
     from tests import _torch_models as tm
+    from tests import _torch_zoo as zoo
 
+    if scenario == "masked":  # per-token tags, padded: the ranks hold different numbers of valid tokens
+        model = zoo.Tagger("gru", seed=4)
+        X, pad = zoo.tokens(N, 4, 5, seed=6, min_len=1)
+        pad[SPLIT:] = False  # rank 1's sequences are unpadded, rank 0's are not
+        y = torch.randint(0, 3, (N, 4), generator=zoo.seeded(7)).masked_fill(pad, -100)
+        return model, torch.nn.CrossEntropyLoss(weight=zoo.W3, label_smoothing=0.1), X, y
     model = tm.bn_model(seed=4)  # BatchNorm in eval mode: running stats, identical on all ranks
     X, y = tm.classification(N, 3, 3, seed=5)
     return model, torch.nn.CrossEntropyLoss(), X, y
@@ -64,10 +71,10 @@ def _worker(scenario: str, rank: int, port: int, out: str) -> None:
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD,
                             timeout=datetime.timedelta(seconds=COLLECTIVE_TIMEOUT))
-    model, loss_fn, X, y = _problem()
+    model, loss_fn, X, y = _problem(scenario)
     lo, hi = (0, SPLIT) if rank == 0 else (SPLIT, N)
     shard = DataLoader(TensorDataset(X[lo:hi], y[lo:hi]), batch_size=3)  # uneven batches on both ranks
-    if scenario == "equal":
+    if scenario in ("equal", "masked"):
         res = _results(shard, model, loss_fn, timeout=COLLECTIVE_TIMEOUT)
         import specop
         from specop.curvature.torch import HessianOperator
@@ -133,11 +140,14 @@ def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a - b).abs().max() / b.abs().max().clamp_min(1e-300))
 
 
-def test_two_gloo_processes_equal_one_process_on_the_union(tmp_path):
-    procs = _run("equal", tmp_path)
+@pytest.mark.parametrize("scenario", ["equal", "masked"])
+def test_two_gloo_processes_equal_one_process_on_the_union(tmp_path, scenario):
+    # masked: class weights, label smoothing and ignore_index with different valid counts on the ranks;
+    # the normalizers are summed over the ranks with the numerators, so the result is one process's
+    procs = _run(scenario, tmp_path)
     for r, p in enumerate(procs):
         assert p.returncode == 0, f"rank {r} failed:\n{p.stdout}"
-    model, loss_fn, X, y = _problem()
+    model, loss_fn, X, y = _problem(scenario)
     single = _results((X, y), model, loss_fn)
     for r in range(WORLD):
         got = torch.load(tmp_path / f"r{r}.pt")

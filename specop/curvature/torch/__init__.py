@@ -2,9 +2,11 @@
 
 >>> from specop.curvature.torch import HessianOperator, GGNOperator, FisherOperator
 
-Every operator is the curvature of the *mean* loss over a whole data set (a tensor
-pair or an iterable of batches), a symmetric :class:`specop.LinearOperator` on the
-torch backend in the model's dtype and device; see :class:`CurvatureOperator`.
+Every operator is a curvature of the data-set loss ``L = sum_b S_b / sum_b Z_b`` (batch
+sums over normalizers read from the loss itself: class weights, ``ignore_index``, masks)
+over a whole data set (one batch of any structure, or an iterable of batches), a symmetric
+:class:`specop.LinearOperator` on the torch backend in the model's dtype and device; see
+:class:`CurvatureOperator` and ``docs/concepts/curvature.md``.
 """
 
 from specop.curvature.torch.base import CurvatureOperator

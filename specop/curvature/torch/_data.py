@@ -1,23 +1,19 @@
-"""Data sets of ``(X, y)`` batches and the data-parallel reductions over them.
+"""The data-parallel collectives of the operators.
 
-The operators are defined on the *mean* loss over all ``N`` samples. A batch of
-``n_b`` samples contributes ``n_b`` times its batch-mean product, and the sum is
-divided by ``N`` (so a short last batch, or shards of different sizes, get their
-proper weight). With ``torch.distributed`` initialized, the weighted sums and
-``N`` are summed over the processes (``all_reduce``), so every process gets the
-result of one process holding the union of the shards.
+With ``torch.distributed`` initialized, each batch sum ``sum_b X_b`` and the normalizer
+``sum_b Z_b`` are summed over the processes in one ``all_reduce`` before the division,
+so every process gets the result of one process holding the union of the shards.
 """
 
 from __future__ import annotations
 
 import datetime
-from collections.abc import Iterable, Iterator
 from typing import Any
 
 import torch
 import torch.distributed as dist
 
-__all__ = ["Batches", "distributed", "all_reduce_sum", "exclusive_offset", "check_same_on_ranks"]
+__all__ = ["distributed", "all_reduce_sum", "exclusive_offset", "check_same_on_ranks"]
 
 
 def distributed() -> bool:
@@ -72,56 +68,3 @@ def check_same_on_ranks(V: torch.Tensor, what: str, timeout: float | None = None
             f"{what}: the input vectors differ between processes; in data-parallel use every "
             "rank must pass the same vectors (e.g. specop.random.probes with the same seed)"
         )
-
-
-class Batches:
-    """A re-iterable view of ``data`` as ``(X, y)`` batches on the operator's device.
-
-    Parameters
-    ----------
-    data : tuple of two tensors, or iterable of ``(X, y)`` batches
-        One batch, or a re-iterable collection of batches (list, DataLoader).
-    device : torch.device
-        Where batches are moved (``X``, ``y`` may live elsewhere, e.g. a CPU loader).
-    dtype : torch.dtype
-        Floating inputs are cast to it (integer labels are left alone).
-    """
-
-    def __init__(self, data: Any, device: torch.device, dtype: torch.dtype) -> None:
-        if isinstance(data, tuple) and len(data) == 2 and all(isinstance(t, torch.Tensor) for t in data):
-            self._batches: Iterable[Any] = [data]
-        elif isinstance(data, (torch.Tensor, str, bytes)) or not isinstance(data, Iterable):
-            raise TypeError(f"data: expected an (X, y) tuple of tensors or an iterable of (X, y) batches, "
-                            f"got {type(data).__name__}")
-        elif iter(data) is data:
-            raise TypeError("data: got a one-shot iterator; the operator iterates the data once per product, "
-                            "pass a re-iterable collection (list, tuple, DataLoader)")
-        else:
-            self._batches = data
-        self.device, self.dtype = device, dtype
-
-    def _convert(self, t: Any, i: int, what: str) -> torch.Tensor:
-        if not isinstance(t, torch.Tensor):
-            raise TypeError(f"data batch {i}: {what} must be a torch.Tensor, got {type(t).__name__}")
-        t = t.to(self.device, non_blocking=True)
-        return t.to(self.dtype) if t.is_floating_point() else t
-
-    def __iter__(self) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
-        """Yield ``(i, X, y)``; ``ValueError`` for a malformed batch."""
-        for i, batch in enumerate(self._batches):
-            if not isinstance(batch, (tuple, list)) or len(batch) != 2:
-                raise ValueError(f"data batch {i}: expected an (X, y) pair, got {type(batch).__name__}")
-            X, y = self._convert(batch[0], i, "X"), self._convert(batch[1], i, "y")
-            if X.ndim == 0 or y.ndim == 0 or X.shape[0] != y.shape[0]:
-                raise ValueError(f"data batch {i}: X and y must have the same number of samples (first "
-                                 f"dimension), got X of shape {tuple(X.shape)} and y of shape {tuple(y.shape)}")
-            if X.shape[0] == 0:
-                raise ValueError(f"data batch {i}: the batch is empty (X of shape {tuple(X.shape)})")
-            yield i, X, y
-
-    def count(self) -> int:
-        """Number of samples, checking every batch on the way (one pass, no model call)."""
-        n = sum(X.shape[0] for _, X, _ in self)
-        if n == 0:
-            raise ValueError("data: the data set is empty (no batches)")
-        return n

@@ -1,9 +1,13 @@
-"""Parameter selection, flattening and exact restore of a module's state.
+"""Parameter selection, flattening, exact restore of a module's state, and the kernels of a call.
 
 The operators act on a flat vector ``theta`` made of the selected parameters in
 the order of ``model.named_parameters()``; the unselected parameters and the
 buffers are held fixed. Every call switches the model to the operator's mode and
-restores the training flags, BatchNorm settings and buffers exactly afterwards.
+restores the training flags, BatchNorm settings and buffers exactly afterwards
+(:func:`model_state`), and runs under :func:`kernels`: scaled-dot-product attention
+on its math kernel (the fused CPU/CUDA kernels have no double-backward), the
+``nn.MultiheadAttention`` / ``nn.TransformerEncoderLayer`` inference fast path off, and
+sparse embeddings computing dense gradients; all three restored afterwards.
 """
 
 from __future__ import annotations
@@ -14,8 +18,9 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
-__all__ = ["select_params", "model_state", "unflatten"]
+__all__ = ["select_params", "model_state", "kernels", "call_scope", "unflatten"]
 
 
 def select_params(model: nn.Module, params: Sequence[Any] | None) -> list[str]:
@@ -110,4 +115,39 @@ def model_state(model: nn.Module, mode: str, seed: int | None = None) -> Iterato
             norm.track_running_stats = flag
         with torch.no_grad():
             for b, saved in buffers:
-                b.copy_(saved)
+                if not torch.equal(b, saved):  # untouched buffers keep their version counters (graph caches)
+                    b.copy_(saved)
+
+
+@contextlib.contextmanager
+def kernels(model: nn.Module) -> Iterator[None]:
+    """Run ``model`` with kernels that have every derivative the operators need; restore afterwards.
+
+    * ``torch.nn.functional.scaled_dot_product_attention`` uses the math kernel (composed of
+      differentiable ops; the flash / memory-efficient kernels have no double backward), so
+      ``nn.MultiheadAttention``, ``nn.TransformerEncoderLayer`` and Hugging Face attention work
+      and draw their attention dropout the same way in every call;
+    * the ``torch.backends.mha`` fast path (an inference kernel without derivatives, taken in
+      eval mode when no parameter needs a gradient) is off, so every call takes the path of training;
+    * ``nn.Embedding`` / ``nn.EmbeddingBag`` with ``sparse=True`` compute dense gradients (the same
+      numbers; sparse gradients cannot be differentiated again).
+    """
+    sparse = [m for m in model.modules() if isinstance(m, (nn.Embedding, nn.EmbeddingBag)) and m.sparse]
+    fast = torch.backends.mha.get_fastpath_enabled()
+    try:
+        for m in sparse:
+            m.sparse = False
+        torch.backends.mha.set_fastpath_enabled(False)
+        with sdpa_kernel([SDPBackend.MATH]):
+            yield
+    finally:
+        torch.backends.mha.set_fastpath_enabled(fast)
+        for m in sparse:
+            m.sparse = True
+
+
+@contextlib.contextmanager
+def call_scope(model: nn.Module, mode: str) -> Iterator[None]:
+    """:func:`model_state` and :func:`kernels` together: the setting of every pass over the data."""
+    with model_state(model, mode), kernels(model):
+        yield

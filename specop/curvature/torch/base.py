@@ -1,21 +1,32 @@
-"""The base class of the PyTorch curvature operators: everything but the per-batch product.
+r"""The base class of the PyTorch curvature operators: everything but the per-batch product.
 
-A curvature operator ``C`` of a model ``f(x; theta)``, a loss ``L`` and ``N`` samples is
-the data mean ``C = (1/N) sum_b n_b C_b`` of batch products ``C_b`` (each the curvature
-of its batch-mean loss), as in curvlinops (Dangel et al., "Convolutions and more as
-einsum", 2023; the ``_matmat_batch`` hook design). This class selects and flattens the
-parameters, iterates over the data and weights the batches, switches the model's mode
-and restores its state, checks vectors, reduces over ``torch.distributed`` processes,
-and provides :meth:`gradient` and :meth:`loss`. A subclass implements only
-``_matmat_batch(X, y, M)``: the batch-mean product with the columns of ``M`` ``(P, k)``.
+**The matrix.** With batches ``b`` of the (local, then all processes') data, each batch's
+loss read as a sum ``S_b(theta)`` and a normalizer ``Z_b`` (:mod:`specop.curvature._core`,
+:mod:`._losses`), the operators are curvatures of the data-set loss
 
-Products use ``torch.func`` (``functional_call``, ``grad``, ``jvp``, ``vjp``, ``vmap``;
-Pearlmutter, "Fast exact multiplication by the Hessian", Neural Computation 1994).
+.. math::
+
+    L(\theta) = \frac{\sum_b S_b(\theta)}{\sum_b Z_b}
+    \qquad (L = \textstyle\sum_b S_b \text{ for } \texttt{reduction="sum"}),
+
+e.g. ``C = sum_b C_b / sum_b Z_b`` with ``C_b`` the curvature of ``S_b``; :meth:`gradient`
+and :meth:`loss` are ``nabla L`` and ``L``. A short last batch, padding (``ignore_index``),
+class weights or shards of different sizes get their exact weight, and the result does not
+depend on the batching (except through train-mode BatchNorm, whose statistics are per batch).
+
+This class selects and flattens the parameters, reads the batches (any pytree, with the
+``forward`` / ``output`` / ``targets`` hooks of :mod:`._batches`), switches the model's mode
+and kernels and restores its state, checks vectors, accumulates ``sum_b`` and ``sum_b Z_b``
+and all-reduces both in one collective under ``torch.distributed``. A subclass implements
+only ``_matmat_batch(batch, M)``: the curvature of ``S_b`` times the columns of ``M``
+``(P, k)``, for a :class:`Batch` passed as a value (the one-hook design of curvlinops;
+Dangel et al., "Convolutions and more as einsum", 2023).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -23,14 +34,58 @@ from torch import nn
 from torch.func import functional_call
 
 from specop import backends
-from specop.curvature.torch import _data
-from specop.curvature.torch._losses import loss_kind
-from specop.curvature.torch._params import model_state, select_params, unflatten
+from specop.curvature import _core
+from specop.curvature.torch import _batches, _data
+from specop.curvature.torch._linear import Batching
+from specop.curvature.torch._params import call_scope, select_params
+from specop.curvature.torch._recognise import make_loss
 from specop.operators.base import LinearOperator
 
-__all__ = ["CurvatureOperator"]
+__all__ = ["CurvatureOperator", "Batch", "Contribution"]
 
 MODES = ("eval", "train")
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One batch of a pass, as the per-batch hook receives it.
+
+    Attributes
+    ----------
+    index : int
+        Position in the (local) pass.
+    data : pytree
+        The batch on the operator's device, floating tensors in its dtype.
+    source : pytree
+        The batch as the data gave it (its tensors identify it for caches).
+    offset : int
+        Global index of the batch's first sample (data order, lower ranks first): seeds the draws.
+    fixed : mapping
+        Tensors held fixed in this pass (unselected parameters, cast buffers), as ``functional_call`` names them.
+    """
+
+    index: int
+    data: Any
+    source: Any
+    offset: int
+    fixed: Mapping[str, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Contribution:
+    """What a batch adds: ``value`` to the numerator, ``normalizer`` ``Z_b`` (None: summed loss), ``samples`` n_b."""
+
+    value: torch.Tensor
+    normalizer: torch.Tensor | None
+    samples: int
+
+
+def _send(gen: Any, samples: int) -> Batch | None:
+    """The next batch of a pass, told how many samples the last one had; ``None`` at the end."""
+    try:
+        return gen.send(samples)
+    except StopIteration:
+        return None
 
 
 def _torch_dtype(dtype: Any) -> torch.dtype | None:
@@ -42,49 +97,68 @@ def _torch_dtype(dtype: Any) -> torch.dtype | None:
 
 
 class CurvatureOperator(LinearOperator):
-    """A ``P x P`` curvature matrix of the mean loss of ``model`` over ``data``.
+    r"""A ``P x P`` curvature matrix of the data-set loss ``L = sum_b S_b / sum_b Z_b`` of ``model`` over ``data``.
 
     Parameters
     ----------
     model : torch.nn.Module
         The network ``f(x; theta)``; evaluated at its *current* parameters on every call.
     loss_fn : callable
-        ``loss_fn(outputs, targets) -> scalar``, the **mean** over the batch, e.g.
-        ``nn.CrossEntropyLoss()``, ``nn.MSELoss()``. A ``torch.nn`` loss with
-        ``reduction="sum"`` or ``"none"`` is rejected (``ValueError``).
-    data : (X, y) tuple of tensors, or re-iterable of (X, y) batches
-        The (local) data set, e.g. a ``DataLoader``; batches may differ in size.
-        Batches are moved to the operator's device; floating ones cast to its dtype.
+        ``loss_fn(outputs, targets)``. A built-in torch loss (``nn.CrossEntropyLoss``, ``NLLLoss``,
+        ``MSELoss``, ``BCEWithLogitsLoss``, ``BCELoss``, ``L1Loss``, ``SmoothL1Loss``, ``HuberLoss``,
+        ``KLDivLoss``, their ``torch.nn.functional`` forms, also in ``functools.partial``) with
+        ``reduction="mean"`` or ``"sum"`` (``"batchmean"`` for KL) is read exactly: its sum and
+        the normalizer its mean divides by (class weights, ``ignore_index``, label smoothing,
+        soft targets). Any other callable returns the batch mean over the ``B`` samples (the
+        first dimension of the outputs), or a ``(sum, normalizer)`` pair. ``reduction="none"``
+        and non-scalar returns are rejected (``ValueError``).
+    data : batch, or re-iterable of batches
+        One batch (a tuple of tensors such as ``(X, y)``, a dict / ``Mapping``, a dataclass) or
+        a list / ``DataLoader`` of batches, each any pytree of tensors. Batches are moved to the
+        operator's device; floating tensors are cast to its dtype, integer ones kept.
     params : None or list of str or tensors
         ``None``: all parameters with ``requires_grad``; otherwise the block of the
         named / given parameters (in ``model.named_parameters()`` order).
     mode : {"eval", "train"}
-        ``"eval"`` (default): running BatchNorm statistics, no dropout. ``"train"``:
-        batch statistics (so the operator depends on the batching) and dropout with
-        masks seeded per batch (the same masks in every product).
+        ``"eval"`` (default): running BatchNorm statistics, no dropout. ``"train"``: batch
+        statistics (the operator then depends on the batching) and dropout with masks seeded
+        per batch: every product, :meth:`gradient` and :meth:`loss` see the same masks.
     dtype : None, "float32" or "float64"
         Default: the parameters' dtype. Otherwise parameters, floating buffers and
         inputs are cast copies (the model itself is not changed).
+    forward : callable, optional
+        ``forward(model, batch) -> outputs`` (default: ``model(batch[0])`` of an ``(X, y)`` pair).
+    output : None, int, str or callable, optional
+        Which part of the outputs the loss sees (``output=0``, ``output="logits"``, or
+        ``outputs -> tensor``); default: the outputs are a tensor.
+    targets : callable, optional
+        ``targets(batch) -> targets`` for the loss (default: ``batch[1]`` of a pair).
+    loss_on_batch : bool
+        ``True``: the loss is called as ``loss_fn(outputs, batch)`` (a user loss that reads
+        any fields of the batch it needs).
+    num_batches : int, optional
+        Use only the first ``num_batches`` batches of ``data`` in every pass.
     timeout : float, optional
-        Seconds to wait for a ``torch.distributed`` collective before raising
-        (default: the process group's timeout).
+        Seconds to wait for a ``torch.distributed`` collective before raising.
     max_columns : int, optional
-        Most columns of a matmat pushed through one vmapped pass (default: all ``k``
-        at once). The data are still read once per matmat: smaller chunks reuse each
-        batch's linearization and only bound the memory of the batched pass.
+        Most columns of a matmat pushed through one batched backward pass (default: all).
 
     Notes
     -----
-    Vectors must be torch tensors on the operator's device (``TypeError`` otherwise);
-    a float vector of the other precision is cast to the operator's dtype. Products,
-    :meth:`gradient` and :meth:`loss` leave the model's training flags and buffers
-    exactly as they were. With ``torch.distributed`` initialized, every process passes
-    its own shard and the same vectors; results equal one process on the union.
+    Vectors must be torch tensors on the operator's device (``TypeError`` otherwise); a float
+    vector of the other precision is cast. Every call leaves the model's training flags and
+    buffers and the global RNG exactly as they were, and runs the model under
+    :func:`~specop.curvature.torch._params.kernels` (attention on the math kernel). With
+    ``torch.distributed`` initialized, each process passes its own shard and the same vectors;
+    the results equal one process on the union.
     """
 
     def __init__(self, model: nn.Module, loss_fn: Callable[..., Any], data: Any,
                  params: Sequence[Any] | None = None, mode: str = "eval", dtype: Any = None, *,
-                 timeout: float | None = None, max_columns: int | None = None) -> None:
+                 forward: Callable[[nn.Module, Any], Any] | None = None, output: Any = None,
+                 targets: Callable[[Any], Any] | None = None, loss_on_batch: bool = False,
+                 num_batches: int | None = None, timeout: float | None = None,
+                 max_columns: int | None = None) -> None:
         if mode not in MODES:
             raise ValueError(f"mode: expected 'eval' or 'train', got {mode!r}")
         names = select_params(model, params)
@@ -101,56 +175,69 @@ class CurvatureOperator(LinearOperator):
         if max_columns is not None and (isinstance(max_columns, bool) or not isinstance(max_columns, int)
                                         or max_columns < 1):
             raise ValueError(f"max_columns: expected None or a positive int, got {max_columns!r}")
+        if isinstance(data, torch.Tensor):
+            raise TypeError("data: expected a batch (e.g. an (X, y) tuple of tensors) or a re-iterable of batches, "
+                            "got a single Tensor")
         self.model, self.loss_fn, self.mode, self.timeout = model, loss_fn, mode, timeout
-        self.max_columns = max_columns
+        self.max_columns, self.data, self.num_batches = max_columns, data, num_batches
+        self._hooks = _batches.Hooks(model, forward, output, targets, loss_on_batch)
+        self._loss = make_loss(loss_fn, loss_on_batch)
+        self._passes = _core.iterate(data, num_batches, _batches.is_batch)
+        _batches.validate(self._passes(), self._hooks.pair)
         self.param_names: tuple[str, ...] = tuple(names)
+        self._keys = tuple("model." + n for n in names)
         self._shapes = [named[n].shape for n in names]
-        self._kind = loss_kind(loss_fn)
-        self._rng_seed = 0
         device = named[names[0]].device
-        self._batches = _data.Batches(data, device, want)
-        n_local = sum(X.shape[0] for _, X, _ in self._batches)
-        self._offset, self.num_samples = _data.exclusive_offset(n_local, device, timeout)
-        if self.num_samples == 0:
-            raise ValueError("data: the data set is empty (no samples in any batch)")
         P = sum(s.numel() for s in self._shapes)
         super().__init__((P, P), want, xp=backends.namespace("torch"), device=device, symmetric=True)
-        self._vmap_ok = True
-        self._fixed: dict[str, torch.Tensor] = {}
-        self._batch_index = 0
-        self._sample_offset = 0
+        self._batching = Batching()
+        self._counts: tuple[int, int] | None = None  # (samples on lower ranks, samples on all ranks)
 
     # ------------------------------------------------------------ functional model
+    @property
+    def _random(self) -> bool:
+        """Whether products draw random numbers seeded by sample index (dropout in train mode)."""
+        return self.mode == "train"
+
     def _cast(self, t: torch.Tensor) -> torch.Tensor:
         t = t.detach()
         return t.to(self.dtype) if t.is_floating_point() and t.dtype != self.dtype else t
 
-    def _theta(self) -> tuple[torch.Tensor, ...]:
-        """The selected parameters now (detached, in the operator's dtype)."""
+    def _theta(self) -> list[torch.Tensor]:
+        """Leaves holding the selected parameters now (operator dtype), requiring grad."""
         named = dict(self.model.named_parameters())
-        return tuple(self._cast(named[n]) for n in self.param_names)
+        return [self._cast(named[n]).requires_grad_(True) for n in self.param_names]
 
-    def _forward(self, theta: Sequence[torch.Tensor], X: torch.Tensor) -> torch.Tensor:
-        """``f(X; theta)`` with the other parameters and the buffers fixed."""
-        tensors = dict(self._fixed)
-        tensors.update(zip(self.param_names, theta, strict=True))
-        if self.mode == "train":  # same dropout masks in every evaluation on this batch
-            torch.manual_seed((self._rng_seed * 1_000_003 + self._sample_offset) % 2**62)
-        return functional_call(self.model, tensors, (X,))
+    def _forward(self, theta: Sequence[torch.Tensor], b: Batch) -> torch.Tensor:
+        """The tensor the loss sees: ``f(batch; theta)`` with the other parameters and buffers fixed."""
+        if self._hooks.forward is None:
+            _batches.check_pair(b.data, b.index, "forward=lambda model, batch: ...")
+        tensors = dict(b.fixed)
+        tensors.update(zip(self._keys, theta, strict=True))
+        if self.mode == "train":  # the same dropout masks in every evaluation on this batch
+            torch.manual_seed((b.offset * 1_000_003 + 0x5EED) % 2**62)
+        return self._hooks.select(functional_call(self._hooks.call, tensors, (b.data,)), b.index)
 
-    def _batch_loss(self, theta: Sequence[torch.Tensor], X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """The batch-mean loss ``L_b(theta)``."""
-        out = self.loss_fn(self._forward(theta, X), y)
-        if not isinstance(out, torch.Tensor) or out.ndim != 0:
-            shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-            raise ValueError(f"loss_fn: expected a scalar (the batch mean), got {shape}; use reduction='mean'")
-        return out
+    def _evaluate(self, theta: Sequence[torch.Tensor], b: Batch) -> tuple[torch.Tensor, Any, _core.BatchLoss]:
+        """``(Z, targets, BatchLoss)``: the outputs, what the loss receives, and ``(S_b, Z_b)``."""
+        with torch.enable_grad():
+            Z = self._forward(theta, b)
+            t = self._hooks.targets_of(b.data, b.index)
+            return Z, t, self._loss.batch_loss(Z, t)
 
-    def _flat(self, parts: Sequence[torch.Tensor]) -> torch.Tensor:
-        return torch.cat([p.reshape(-1) for p in parts])
+    def _flat(self, parts: Sequence[torch.Tensor | None]) -> torch.Tensor:
+        return torch.cat([torch.zeros(s, dtype=self.dtype, device=self.device).reshape(-1) if p is None
+                          else p.reshape(-1) for p, s in zip(parts, self._shapes, strict=True)])
 
-    def _unflat(self, v: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        return unflatten(v, self._shapes)
+    def _split(self, M: torch.Tensor) -> list[torch.Tensor]:
+        """Columns of ``M`` ``(P, k)`` per parameter tensor, as ``(k, *shape)``."""
+        k = M.shape[1]
+        return [blk.T.reshape(k, *s) for blk, s in zip(M.split([s.numel() for s in self._shapes]), self._shapes,
+                                                        strict=True)]
+
+    def _join(self, parts: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Inverse of :meth:`_split`: per-parameter ``(k, *shape)`` blocks as ``(P, k)``."""
+        return torch.cat([p.reshape(p.shape[0], -1) for p in parts], dim=1).T
 
     def _in_chunks(self, block_fn: Callable[[torch.Tensor], torch.Tensor], M: torch.Tensor) -> torch.Tensor:
         """``block_fn`` on at most ``max_columns`` columns of ``M`` at a time, concatenated."""
@@ -159,84 +246,127 @@ class CurvatureOperator(LinearOperator):
             return block_fn(M)
         return torch.cat([block_fn(M[:, j:j + step]) for j in range(0, M.shape[1], step)], dim=1)
 
-    def _columns(self, fn: Callable[[torch.Tensor], torch.Tensor], M: torch.Tensor) -> torch.Tensor:
-        """``[fn(M[:, 0]), ..., fn(M[:, k-1])]`` as columns: vmapped passes, or a loop if vmap fails."""
-        return self._in_chunks(lambda B: self._columns_block(fn, B), M)
-
-    def _columns_block(self, fn: Callable[[torch.Tensor], torch.Tensor], M: torch.Tensor) -> torch.Tensor:
-        if M.shape[1] > 1 and self._vmap_ok:
-            try:
-                return torch.func.vmap(fn, in_dims=1, out_dims=1, randomness="same")(M)
-            except Exception:  # not vmappable (in-place ops, .item(), ...): loop below; errors re-raise there
-                self._vmap_ok = False
-        return torch.stack([fn(M[:, j]) for j in range(M.shape[1])], dim=1)
-
     # ------------------------------------------------------------------- the pass
     def _fixed_tensors(self) -> dict[str, torch.Tensor]:
         """Unselected parameters and (when casting) buffers, as passed to ``functional_call``."""
         fixed = {n: self._cast(p) for n, p in self.model.named_parameters() if n not in self.param_names}
         if any(b.is_floating_point() and b.dtype != self.dtype for b in self.model.buffers()):
             fixed.update({n: self._cast(b) for n, b in self.model.named_buffers()})
-        return fixed
+        return self._hooks.prefix(fixed)
 
-    def _mean_over_data(self, batch_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-                        shape: tuple[int, ...], what: str) -> torch.Tensor:
-        """``(1/N) sum_b n_b batch_fn(X_b, y_b)`` over the data (and the processes).
+    def _batches(self, start: int) -> Generator[Batch, int, None]:
+        """The batches of one pass (inside :func:`call_scope`), with their sample offsets from ``start``.
 
-        The product of a single batch in a single process is returned as computed (not
-        weighted and divided back), so that it is bit-identical to a subclass's shortcut.
+        The offset of a batch is known once the previous batch's outputs are: the caller
+        sends each batch's sample count back into the generator.
         """
-        total = torch.zeros(shape, dtype=self.dtype, device=self.device)
-        n, only = 0, None
-        with model_state(self.model, self.mode):
-            self._fixed = self._fixed_tensors()
-            try:
-                for i, X, y in self._batches:
-                    self._batch_index, self._sample_offset = i, self._offset + n
-                    out = batch_fn(X, y).detach()
-                    only = out if n == 0 else None  # the one batch's product, while there is one
-                    total += X.shape[0] * out
-                    n += X.shape[0]
-            finally:
-                self._fixed = {}
-        if not _data.distributed():
-            return only if only is not None else total / n
-        return self._reduce(total, n, what)
+        fixed = self._fixed_tensors()
+        offset = start
+        for i, raw in enumerate(self._passes()):
+            n = yield Batch(i, _batches.to_operator(raw, self.device, self.dtype), raw, offset, fixed)
+            offset += int(n)
 
-    def _reduce(self, total: torch.Tensor, n: int, what: str) -> torch.Tensor:
-        """``sum_ranks total / sum_ranks n``: one collective, the count riding along in the operator's
-        dtype (exact in float32 up to 2^24 samples, and relatively within float32 rounding beyond)."""
-        flat = torch.cat([total.reshape(-1), torch.tensor([float(n)], dtype=total.dtype, device=self.device)])
-        _data.all_reduce_sum(flat, what, self.timeout)
-        return (flat[:-1] / flat[-1]).reshape(total.shape)
+    def _pass(self, batch_fn: Callable[[Batch], Contribution], what: str) -> torch.Tensor:
+        """``sum_b batch_fn(b).value / sum_b Z_b`` over the data (and the processes)."""
+        acc = _core.Accumulator()
+        with call_scope(self.model, self.mode):
+            start = self._sample_counts()[0] if self._random and _data.distributed() else 0
+            gen = self._batches(start)
+            b = next(gen, None)
+            while b is not None:
+                c = batch_fn(b)
+                acc.add(c.value.detach(), c.normalizer)
+                b = _send(gen, c.samples)
+        return self._result(acc, what)
+
+    def _result(self, acc: _core.Accumulator, what: str) -> torch.Tensor:
+        if not _data.distributed():
+            return acc.result()
+
+        def reduce(total: torch.Tensor, norm: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+            parts = [total.reshape(-1)] + ([norm.reshape(1).to(total.dtype)] if norm is not None else [])
+            flat = _data.all_reduce_sum(torch.cat(parts), what, self.timeout)
+            return flat[:total.numel()].reshape(total.shape), (flat[-1] if norm is not None else None)
+
+        return acc.result(reduce)
+
+    def _sample_counts(self) -> tuple[int, int]:
+        """``(samples on lower ranks, samples on all ranks)``; one forward pass, once (see :meth:`refresh`)."""
+        if self._counts is None:
+            with call_scope(self.model, self.mode), torch.no_grad():
+                gen, n_local = self._batches(0), 0
+                theta = [t.detach() for t in self._theta()]
+                b = next(gen, None)
+                while b is not None:
+                    n = self._forward(theta, b).shape[0]
+                    n_local += n
+                    b = _send(gen, n)
+            self._counts = _data.exclusive_offset(n_local, self.device, self.timeout)
+        return self._counts
+
+    @property
+    def num_samples(self) -> int:
+        """Samples in the data set (first dimension of the outputs, all processes).
+
+        Counted once by a forward pass over the data (a collective under ``torch.distributed``:
+        read it on every rank); :meth:`refresh` forgets it.
+        """
+        return self._sample_counts()[1]
 
     def _matmat(self, V: torch.Tensor) -> torch.Tensor:
+        what = f"{type(self).__name__} product"
         if _data.distributed():
-            _data.check_same_on_ranks(V, f"{type(self).__name__} product", self.timeout)
-        return self._mean_over_data(lambda X, y: self._matmat_batch(X, y, V), tuple(V.shape),
-                                    f"{type(self).__name__} product")
+            _data.check_same_on_ranks(V, what, self.timeout)
+        return self._pass(lambda b: self._matmat_batch(b, V), what)
 
-    def _matmat_batch(self, X: torch.Tensor, y: torch.Tensor, M: torch.Tensor) -> torch.Tensor:
-        """The batch-mean curvature of batch ``(X, y)`` times ``M`` (P, k): the one subclass hook."""
+    def _matmat_batch(self, batch: Batch, M: torch.Tensor) -> Contribution:
+        """The curvature of ``S_b`` times ``M`` ``(P, k)``, with ``Z_b`` and ``n_b``: the one subclass hook."""
         raise NotImplementedError  # abstract: each operator defines its batch product
 
     # --------------------------------------------------------------- public extras
     def gradient(self) -> torch.Tensor:
-        """The flat gradient ``(1/N) sum_n grad_theta loss_n`` of the mean loss, shape ``(P,)``."""
-        def batch(X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-            grads = torch.func.grad(lambda th: self._batch_loss(th, X, y))(self._theta())
-            return self._flat(grads)
+        """The flat gradient ``nabla L = sum_b nabla S_b / sum_b Z_b``, shape ``(P,)``."""
+        def batch(b: Batch) -> Contribution:
+            theta = self._theta()
+            Z, _, bl = self._evaluate(theta, b)
+            grads = torch.autograd.grad(bl.total, theta, allow_unused=True) if bl.total.requires_grad \
+                else [None] * len(theta)
+            return Contribution(self._flat(grads), bl.normalizer, Z.shape[0])
 
-        return self._mean_over_data(batch, (self.shape[0],), "gradient")
+        return self._pass(batch, "gradient")
 
     def loss(self) -> torch.Tensor:
-        """The mean loss over all samples (a 0-d tensor in the operator's dtype)."""
-        def batch(X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-            with torch.no_grad():
-                return self._batch_loss(self._theta(), X, y)
+        """The data-set loss ``L = sum_b S_b / sum_b Z_b`` (a 0-d tensor in the operator's dtype).
 
-        return self._mean_over_data(batch, (), "loss")
+        Evaluated exactly as in :meth:`gradient` (same kernels, same dropout masks).
+        """
+        def batch(b: Batch) -> Contribution:
+            Z, _, bl = self._evaluate(self._theta(), b)
+            return Contribution(bl.total.detach(), bl.normalizer, Z.shape[0])
+
+        return self._pass(batch, "loss")
+
+    def refresh(self) -> None:
+        """Forget everything computed from the model and data (cached graphs, sample counts).
+
+        Call it after changing state the operator cannot see, e.g. a plain attribute of the
+        model (a temperature), a global flag, or data tensors edited through ``.data``.
+        """
+        self._counts = None
+        self._batching = Batching()
+
+    # ------------------------------------------------------------------ pickling
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["xp"] = None  # a module: rebuilt from the backend name
+        state["_passes"] = None  # a closure over the data: rebuilt
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.xp = backends.namespace("torch")
+        self._passes = _core.iterate(self.data, self.num_batches, _batches.is_batch)
 
     def __repr__(self) -> str:
         base = super().__repr__()[:-1]
-        return f"{base}, mode={self.mode}, N={self.num_samples}, params={len(self.param_names)} tensors>"
+        return f"{base}, mode={self.mode}, params={len(self.param_names)} tensors>"

@@ -1,17 +1,30 @@
-"""The Fisher information matrix (Monte-Carlo or empirical) as a linear operator.
+r"""The Fisher information matrix (Monte-Carlo or empirical) as a linear operator.
 
-Both kinds are ``(1/T) sum_t J_t^T (1/S sum_s r_ts r_ts^T) J_t`` over the ``T`` terms of
-the mean loss, applied as ``J^T (R (R^T (J v))))`` with ``torch.func.vjp`` (``J v`` reverse over reverse)
-(Martens, "New insights and perspectives on the natural gradient method", JMLR 2020,
-sec. 9; Kunstner, Hennig & Balles, "Limitations of the empirical Fisher
-approximation", NeurIPS 2019):
+Both kinds are ``F = sum_b J_b^T (sum_n a_n r_n r_n^T) J_b / sum_b Z_b`` over the terms ``n``
+of each batch's loss (positions for cross-entropy and NLL, samples otherwise), with scores
+``r_n`` and coefficients ``a_n`` from :mod:`._losses`, applied as ``J^T (R a (R^T (J V)))``
+(``J V`` reverse over reverse, as in the GGN) (Martens, "New insights and perspectives on
+the natural gradient method", JMLR 2020, sec. 9; Kunstner, Hennig & Balles, "Limitations
+of the empirical Fisher approximation", NeurIPS 2019):
 
-* ``kind="mc"``: ``r = d loss / dz`` at ``S = mc_samples`` targets drawn from the model's
-  predictive distribution (categorical for cross-entropy, Gaussian for MSE); its
-  expectation is the GGN. Draws are seeded per sample (see ``_losses.mc_scores``).
-* ``kind="empirical"``: ``r_n`` the gradient of the per-sample loss at the true target,
-  from ``torch.func.vmap`` over the samples; ``J_n^T r_n = g_n``, so
-  ``F = (1/N) sum_n g_n g_n^T``.
+* ``kind="mc"``: ``r = d(term loss)/dz`` at ``S = mc_samples`` targets drawn from the model's
+  predictive distribution (categorical ``softmax(z_n)`` per position for cross-entropy,
+  ``N(z, I/2)`` per output entry for MSE), ``a_n = c_n / S`` with ``c_n`` the term's factor in
+  the output Hessian (class weight, label smoothing; 0 for an ignored target). Its
+  expectation is the GGN. Draw ``s`` of sample ``j`` is a pure function of ``(seed, j, s)``
+  (``j`` the sample's global index), so the matrix does not depend on the batching, the
+  number of processes or the product.
+* ``kind="empirical"``:
+
+  .. math::
+
+      F_{emp} = \frac{1}{\sum_b Z_b} \sum_n w_n\, g_n g_n^T, \qquad
+      g_n = \nabla_\theta \ell_n,
+
+  with ``S_b = sum_n w_n l_n``: ``l_n`` the *unweighted* loss of term ``n`` at its data
+  target and ``w_n`` its weight (class weight of the target, 0 where ignored; for the
+  sample-term losses the sample's share of the mean's normalizer). For a plain mean over
+  ``N`` samples this is ``(1/N) sum_n g_n g_n^T``.
 """
 
 from __future__ import annotations
@@ -22,75 +35,87 @@ from typing import Any
 import torch
 from torch import nn
 
-from specop.curvature.torch._losses import empirical_scores, mc_scores
-from specop.curvature.torch.base import CurvatureOperator
+from specop.curvature.torch._linear import Linearization
+from specop.curvature.torch._losses import Scores
+from specop.curvature.torch.base import Batch, Contribution, CurvatureOperator
 
 __all__ = ["FisherOperator"]
 
 
+def _outer(s: Scores, JV: torch.Tensor) -> torch.Tensor:
+    """``sum_n a_n r_n <r_n, (J v)_n>`` for every column: ``(k, *Z.shape)`` from ``JV`` ``(k, *Z.shape)``."""
+    R, k = s.R, JV.shape[0]
+    S, B = R.shape[0], R.shape[1]
+    if s.class_dim is None:  # a term is a sample: contract all of its entries
+        r, jv = R.reshape(S, B, -1), JV.reshape(k, B, -1)
+        a = torch.einsum("sbd,kbd->skb", r, jv) * s.coef
+        return torch.einsum("skb,sbd->kbd", a, r).reshape(JV.shape)
+    d = s.class_dim  # a term is a position: contract the class axis only
+    C = R.shape[1 + d]
+    r = R.movedim(1 + d, -1).reshape(S, B, -1, C)
+    jv = JV.movedim(1 + d, -1).reshape(k, B, -1, C)
+    a = torch.einsum("sbxc,kbxc->skbx", r, jv) * s.coef.reshape(B, -1)
+    out = torch.einsum("skbx,sbxc->kbxc", a, r)
+    return out.reshape(k, *R.movedim(1 + d, -1).shape[1:]).movedim(-1, 1 + d)
+
+
 class FisherOperator(CurvatureOperator):
-    r"""Fisher ``F = (1/N) \sum_n E_{\hat y \sim p(y|f_n)}[g_n(\hat y) g_n(\hat y)^T]`` (MC) or empirical.
+    r"""Fisher ``F = \sum_b J_b^T (\sum_n a_n r_n r_n^T) J_b / \sum_b Z_b``, Monte-Carlo or empirical.
 
     Parameters
     ----------
-    model, loss_fn, data, params, mode, dtype, timeout, max_columns
-        As for :class:`~specop.curvature.torch.base.CurvatureOperator`.
+    model, loss_fn, data, params, mode, dtype
+        As for :class:`~specop.curvature.torch.base.CurvatureOperator` (and its keyword
+        arguments ``forward``, ``output``, ``targets``, ``loss_on_batch``, ``num_batches``,
+        ``timeout``, ``max_columns``).
     kind : {"mc", "empirical"}
-        ``"mc"``: Monte-Carlo Fisher with ``mc_samples`` targets per term drawn from
-        the model (cross-entropy: per position; MSE: per sample, ``N(f, D/2 I)``);
-        ``"empirical"``: ``(1/N) sum_n g_n g_n^T`` of the per-sample gradients at the data's targets.
+        ``"mc"``: Monte-Carlo Fisher with ``mc_samples`` targets per term drawn from the
+        model (cross-entropy: per position; MSE: per sample); ``"empirical"``: the weighted
+        mean of the per-term gradients' outer products at the data's targets (module docstring).
     mc_samples : int
         Targets drawn per term (``kind="mc"``).
     seed : int
-        Key of the target draws. The draws of sample ``n`` depend only on ``(seed, n)``
-        with ``n`` its index in the data order (rank 0's shard first, then rank 1's, ...),
+        Key of the target draws. The draws of sample ``j`` depend only on ``(seed, j)``
+        with ``j`` its index in the data order (rank 0's shard first, then rank 1's, ...),
         so the operator does not change with the batch size or the number of processes,
-        is the same in every product, but changes if a loader reshuffles.
+        is the same in every product, but changes if a loader reshuffles. (Dropout masks
+        in train mode do not depend on it: every operator sees the same masks.)
 
     Notes
     -----
-    The MC Fisher is an unbiased estimate of the exact Fisher, which equals the GGN
-    for cross-entropy and MSE; its error decreases like ``1 / sqrt(mc_samples)``.
+    The MC Fisher is an unbiased estimate of the exact Fisher, which equals the GGN for
+    cross-entropy (with class weights, ``ignore_index`` and label smoothing) and MSE; its
+    error decreases like ``1 / sqrt(mc_samples)``.
     """
 
     def __init__(self, model: nn.Module, loss_fn: Callable[..., Any], data: Any,
                  params: Sequence[Any] | None = None, mode: str = "eval", dtype: Any = None, *,
-                 kind: str = "mc", mc_samples: int = 1, seed: int = 0, timeout: float | None = None,
-                 max_columns: int | None = None) -> None:
+                 kind: str = "mc", mc_samples: int = 1, seed: int = 0, **kwargs: Any) -> None:
         if kind not in ("mc", "empirical"):
             raise ValueError(f"kind: expected 'mc' or 'empirical', got {kind!r}")
         if isinstance(mc_samples, bool) or not isinstance(mc_samples, int) or mc_samples < 1:
             raise ValueError(f"mc_samples: expected a positive int, got {mc_samples!r}")
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
             raise ValueError(f"seed: expected a non-negative int, got {seed!r}")
-        super().__init__(model, loss_fn, data, params, mode, dtype, timeout=timeout, max_columns=max_columns)
-        if kind == "mc" and self._kind not in ("ce", "mse"):
-            mc_scores(self._kind, torch.zeros(1, 1), 1, 0, 0)  # raises the explanatory error
+        super().__init__(model, loss_fn, data, params, mode, dtype, **kwargs)
+        if kind == "mc" and not self._loss.has_likelihood:
+            raise self._loss.no_likelihood()
         self.kind, self.mc_samples, self.seed = kind, mc_samples, seed
-        self._rng_seed = seed
 
-    def _matmat_batch(self, X: torch.Tensor, y: torch.Tensor, M: torch.Tensor) -> torch.Tensor:
+    @property
+    def _random(self) -> bool:
+        return self.kind == "mc" or self.mode == "train"
+
+    def _matmat_batch(self, batch: Batch, M: torch.Tensor) -> Contribution:
         theta = self._theta()
-
-        def f(th: tuple[torch.Tensor, ...]) -> torch.Tensor:
-            return self._forward(th, X)
-
-        Z, vjp_fn = torch.func.vjp(f, theta)[:2]
+        Z, t, bl = self._evaluate(theta, batch)
+        lin = Linearization(theta, Z, self._batching)
         if self.kind == "mc":
-            R, dim, units = mc_scores(self._kind, Z, self.mc_samples, self.seed, self._sample_offset)
+            scores = self._loss.mc(Z, t, self.mc_samples, self.seed, batch.offset)
         else:
-            R, dim, units = empirical_scores(self.loss_fn, Z, y), None, Z.shape[0]
-        S = R.shape[0]
-        # J v as the vjp of u -> J^T u (reverse over reverse, as in the GGN: no forward-mode pass)
-        jv_fn = torch.func.vjp(lambda u: vjp_fn(u)[0], torch.zeros_like(Z))[1]
+            scores = self._loss.empirical(Z, t)
 
-        def col(v: torch.Tensor) -> torch.Tensor:
-            JV = jv_fn(self._unflat(v))[0]
-            prod = R * JV
-            if dim is None:  # a term is a whole sample: contract all non-batch axes
-                a = prod.reshape(S, Z.shape[0], -1).sum(-1).reshape(S, Z.shape[0], *[1] * (Z.ndim - 1))
-            else:
-                a = prod.sum(dim=dim, keepdim=True)
-            return self._flat(vjp_fn((a * R).sum(0) / (S * units))[0])
+        def block(B: torch.Tensor) -> torch.Tensor:
+            return self._join(lin.jtv(_outer(scores, lin.jv(self._split(B)))))
 
-        return self._columns(col, M)
+        return Contribution(self._in_chunks(block, M), bl.normalizer, Z.shape[0])

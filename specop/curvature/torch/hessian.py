@@ -1,40 +1,80 @@
-"""The Hessian of the mean loss as a linear operator.
+r"""The Hessian of the data-set loss as a linear operator.
 
-``H = (1/N) sum_n d^2/dtheta^2 loss(f(x_n; theta), y_n)``, applied per batch by
-reverse-over-reverse differentiation: the batch gradient is formed once with its
-graph (``torch.autograd.grad(..., create_graph=True)`` on leaf copies of the parameters
-passed through ``torch.func.functional_call``; kept between products when
-``cache_graph``, as PyHessian does with its retained graph) and its vector-Jacobian product,
-which is ``H_b v`` since ``H_b`` is symmetric, is one backward pass per column, batched
-over the columns (``is_grads_batched``; a loop when the model cannot be batched)
-(Pearlmutter, "Fast exact multiplication by the Hessian", Neural Computation 1994).
-Plain autograd replays the graph about 20% faster than ``torch.func.vjp`` of
-``torch.func.grad`` (2.4 vs 3.0 ms per product on the digits model, 2 CPU cores).
+``H = nabla^2 L = sum_b nabla^2 S_b / sum_b Z_b`` (see :mod:`.base`), applied per batch by
+reverse-over-reverse differentiation: the batch gradient ``nabla S_b`` is formed once with
+its graph (``torch.autograd.grad(..., create_graph=True)`` on leaf copies of the parameters
+passed through ``torch.func.functional_call``) and its vector-Jacobian product, which is
+``nabla^2 S_b v`` since the Hessian is symmetric, is one backward pass per column, batched
+over the columns (Pearlmutter, "Fast exact multiplication by the Hessian", Neural
+Computation 1994). With ``cache_graph`` the graph is kept between products, as PyHessian
+keeps its retained graph; a product then costs one backward pass.
+
+**What the cache watches.** A cached graph is reused only while (checked before every
+product, 0.4% of a product on the digits MLP, ``benchmarks/curvature.py``):
+
+* every parameter and buffer of the model is the same tensor (identity and version counter)
+  *and holds the same values* (compared with a copy taken when the graph was built, so
+  ``p.data.mul_(3)``, which bumps no version counter, is seen);
+* the batch's tensors are the same tensors with the same version counters and shapes (an
+  in-place op on the data is seen; a ``.data`` edit of the data is not).
+
+Anything else the graph depends on (a plain attribute of the model such as a temperature,
+hooks, global flags, data edited through ``.data``) is not watched: call
+:meth:`HessianOperator.refresh` after changing it.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from specop.curvature.torch import _data
-from specop.curvature.torch.base import CurvatureOperator
+from specop.curvature import _core
+from specop.curvature.torch import _batches, _data
+from specop.curvature.torch._linear import vjp
+from specop.curvature.torch.base import Batch, Contribution, CurvatureOperator
 
 __all__ = ["HessianOperator"]
 
 
+@dataclass(frozen=True)
+class _Graph:
+    """A batch's gradient graph and what it was built from."""
+
+    key: tuple
+    snapshot: tuple[torch.Tensor, ...]
+    theta: tuple[torch.Tensor, ...]
+    grads: tuple[torch.Tensor | None, ...]
+    normalizer: torch.Tensor | None
+    samples: int
+
+
+def _tensors(model: torch.nn.Module) -> list[torch.Tensor]:
+    """Every parameter and buffer of every submodule (shared ones once per owner): a direct walk,
+    3x cheaper than ``parameters()`` + ``buffers()``, which deduplicate through generators."""
+    out: list[torch.Tensor] = []
+    stack = [model]
+    while stack:
+        m = stack.pop()
+        out.extend(t for t in m._parameters.values() if t is not None)
+        out.extend(t for t in m._buffers.values() if t is not None)
+        stack.extend(c for c in m._modules.values() if c is not None)
+    return out
+
+
 class HessianOperator(CurvatureOperator):
-    r"""The Hessian ``H = (1/N) \sum_n \nabla^2_\theta \ell(f(x_n;\theta), y_n)`` of the mean loss.
+    r"""The Hessian ``H = \sum_b \nabla^2_\theta S_b / \sum_b Z_b`` of the data-set loss.
 
     See :class:`~specop.curvature.torch.base.CurvatureOperator` for the arguments, and:
 
     cache_graph : bool, optional
         Keep each batch's gradient graph between products, so that a product costs
-        one extra backward pass instead of a forward and two backward passes (the
-        graph is rebuilt when any parameter or buffer of the model changes). Default:
-        on for one in-memory ``(X, y)`` batch, off for an iterable of batches (whose
-        graphs would all be held in memory).
+        one extra backward pass instead of a forward and two backward passes (rebuilt
+        whenever the model or the batch changes; see the module docstring for exactly
+        what is watched, and :meth:`refresh`). Default: on for one in-memory batch, off
+        for several batches (whose graphs would all be held in memory).
+
     ``H - GGNOperator(...)`` is Papyan's residual term (the part of the Hessian that
     involves the second derivatives of the network).
 
@@ -52,76 +92,89 @@ class HessianOperator(CurvatureOperator):
     def __init__(self, *args: Any, cache_graph: bool | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         if cache_graph is None:  # one in-memory batch: keeping its gradient graph costs little
-            cache_graph = self._single()
+            cache_graph = self._one_batch() is not None
         self.cache_graph = bool(cache_graph)
-        self._graphs: dict[int, tuple[tuple, Any]] = {}
+        self._graphs: dict[int, _Graph] = {}
 
-    def _single(self) -> bool:
-        """Whether the data are one in-memory batch (checked per call: a user's list may grow)."""
-        batches = self._batches._batches
-        return isinstance(batches, list) and len(batches) == 1
+    def _one_batch(self) -> Any:
+        """The data's only batch when the data are one in-memory batch (checked per call: a list may grow)."""
+        if _batches.is_batch(self.data):
+            return self.data
+        if isinstance(self.data, (list, tuple)) and (len(self.data) == 1 or
+                                                     (self.num_batches == 1 and len(self.data) > 0)):
+            return self.data[0]
+        return None
 
-    def _state_key(self) -> tuple:
-        """Identity and version of every parameter and buffer: changes when the model is updated."""
-        tensors = [*self.model.parameters(), *self.model.buffers()]
-        return tuple((t.data_ptr(), t._version) for t in tensors)
+    def _watch(self, source: Any) -> tuple[list[torch.Tensor], tuple]:
+        """The model's parameters and buffers, and the identity and version of them and of the data's tensors."""
+        state = _tensors(self.model)
+        return state, (tuple((t.data_ptr(), t._version) for t in state),
+                       tuple((t.data_ptr(), t._version, t.shape) for t in _batches.tensor_leaves(source)))
+
+    def _valid(self, g: _Graph, source: Any) -> bool:
+        state, key = self._watch(source)
+        return key == g.key and all(torch.equal(t, s) for t, s in zip(state, g.snapshot, strict=True))
+
+    def refresh(self) -> None:
+        """Drop the cached graphs (and sample counts): the next product rebuilds them."""
+        super().refresh()
+        self._graphs = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__()
+        state["_graphs"] = {}  # autograd graphs do not pickle: rebuilt at the first product
+        return state
 
     def _matmat(self, V: torch.Tensor) -> torch.Tensor:
         # One batch whose gradient graph is cached and current: the product needs neither the
-        # data nor the model's mode (no forward pass), so skip the per-call bookkeeping of the
-        # base class (0.3 ms per product on the digits model); the same result, bit for bit,
-        # and under torch.distributed the same collectives.
-        if self.cache_graph and self._single():
+        # data nor the model's mode (no forward pass), so skip the pass; the same result, bit
+        # for bit, and under torch.distributed the same collectives in the same order.
+        if self.cache_graph:
+            source = self._one_batch()
             cached = self._graphs.get(0)
-            if cached is not None and cached[0] == self._state_key():
-                if not _data.distributed():
-                    return self._backward(*cached[1], V)
-                what = f"{type(self).__name__} product"  # the collectives of the full path, in its order
-                _data.check_same_on_ranks(V, what, self.timeout)
-                n = int(self._batches._batches[0][0].shape[0])
-                return self._reduce(n * self._backward(*cached[1], V), n, what)
+            if source is not None and cached is not None and self._valid(cached, source):
+                what = f"{type(self).__name__} product"
+                if _data.distributed():
+                    _data.check_same_on_ranks(V, what, self.timeout)
+                acc = _core.Accumulator()
+                acc.add(self._backward(cached, V), cached.normalizer)
+                return self._result(acc, what)
         return super()._matmat(V)
 
-    def _matmat_batch(self, X: torch.Tensor, y: torch.Tensor, M: torch.Tensor) -> torch.Tensor:
-        key = self._state_key() if self.cache_graph else None
-        cached = self._graphs.get(self._batch_index)
-        if cached is not None and cached[0] == key:
-            theta, grads = cached[1]
-        else:
-            theta, grads = self._gradient_graph(X, y)
+    def _matmat_batch(self, batch: Batch, M: torch.Tensor) -> Contribution:
+        g = self._graphs.get(batch.index) if self.cache_graph else None
+        if g is None or not self._valid(g, batch.source):
+            g = self._gradient_graph(batch)
             if self.cache_graph:
-                self._graphs[self._batch_index] = (key, (theta, grads))
-        return self._backward(theta, grads, M)
+                self._graphs[batch.index] = g
+        return Contribution(self._backward(g, M), g.normalizer, g.samples)
 
-    def _gradient_graph(self, X: torch.Tensor, y: torch.Tensor) -> tuple[tuple, tuple]:
-        """Leaf copies of the parameters and the batch gradient with its graph (``create_graph``)."""
-        theta = tuple(t.detach().requires_grad_(True) for t in self._theta())
+    def _gradient_graph(self, b: Batch) -> _Graph:
+        """Leaf copies of the parameters and the gradient of ``S_b`` with its graph (``create_graph``)."""
+        state, key = self._watch(b.source)
+        snapshot = tuple(t.detach().clone() for t in state) if self.cache_graph else ()
+        theta = self._theta()
+        Z, _, bl = self._evaluate(theta, b)
         with torch.enable_grad():
-            grads = torch.autograd.grad(self._batch_loss(theta, X, y), theta, create_graph=True, allow_unused=True)
-        return theta, grads
+            grads = torch.autograd.grad(bl.total, theta, create_graph=True, allow_unused=True) \
+                if bl.total.requires_grad else (None,) * len(theta)
+        return _Graph(key, snapshot, tuple(theta), tuple(grads), bl.normalizer, Z.shape[0])
 
-    def _backward(self, theta: tuple, grads: tuple, M: torch.Tensor) -> torch.Tensor:
-        """``H_b M`` by one backward pass of the gradient graph per column (batched over columns)."""
-        return self._in_chunks(lambda B: self._backward_block(theta, grads, B), M)
+    def _backward(self, g: _Graph, M: torch.Tensor) -> torch.Tensor:
+        """``nabla^2 S_b M`` by one backward pass of the gradient graph per column (batched)."""
+        live = [i for i, d in enumerate(g.grads) if d is not None and d.requires_grad]
+        grads = [d for d in g.grads if d is not None and d.requires_grad]
 
-    def _backward_block(self, theta: tuple, grads: tuple, M: torch.Tensor) -> torch.Tensor:
-        live = [i for i, g in enumerate(grads) if g is not None and g.requires_grad]
-        if not live:  # the gradient does not depend on the parameters: H_b = 0
-            return torch.zeros_like(M)
-        k = M.shape[1]
-        blocks = list(M.split([s.numel() for s in self._shapes]))  # rows of each parameter tensor
-        parts = [blocks[i].T.reshape(k, *self._shapes[i]) for i in live]
-        ins = [theta[i] for i in live]
-        outs = [grads[i] for i in live]
-        try:
-            cols = torch.autograd.grad(outs, ins, grad_outputs=parts if k > 1 else [p[0] for p in parts],
-                                       retain_graph=True, allow_unused=True, is_grads_batched=k > 1)
-        except RuntimeError:  # not batchable (in-place ops, .item(), ...): one pass per column
-            per = [torch.autograd.grad(outs, ins, grad_outputs=[p[j] for p in parts], retain_graph=True,
-                                       allow_unused=True) for j in range(k)]
-            cols = tuple(None if per[0][c] is None else torch.stack([r[c] for r in per]) for c in range(len(ins)))
-        out = [torch.zeros_like(b) for b in blocks]
-        for j, i in enumerate(live):
-            if cols[j] is not None:  # (k, *shape), or (*shape) for one column
-                out[i] = cols[j].reshape(k, -1).T
-        return torch.cat(out)
+        def block(B: torch.Tensor) -> torch.Tensor:
+            if not live:  # the gradient does not depend on the parameters: zero Hessian
+                return torch.zeros_like(B)
+            parts = self._split(B)
+            cols = vjp(grads, [g.theta[i] for i in live], [parts[i] for i in live],
+                       B.shape[1], self._batching)
+            out = [torch.zeros_like(p) for p in parts]
+            for i, c in zip(live, cols, strict=True):
+                if c is not None:
+                    out[i] = c
+            return self._join(out)
+
+        return self._in_chunks(block, M)
