@@ -234,7 +234,7 @@ class _Gmres:
         g[0] = beta_h
         presid, breakdown, cols = beta_h, False, 0
         for j in range(m):
-            w = self._m(self._a(V[j]))
+            w = self._m(self._a(V[j, ...]))
             h0 = norm(xp, w)
             w, h = cgs2(V, w, j + 1)
             h1 = norm(xp, w)

@@ -200,7 +200,7 @@ class _Bidiag:
         self.xp, self.rdt = A.xp, recurrence_dtype(A, "float64")
         self.eps = eps_of(A.dtype)
         self.tol = tol if tol > 0 else self.eps
-        rows = min(self.N, k + ncv) + 1
+        rows = min(self.N + 1, -(-(min(self.N, k + ncv) + 1) // 8) * 8)  # few distinct shapes (see _bucket)
         self.P = self.xp.zeros((rows, self.N), dtype=self.rdt, **dev(A))
         self.Q = self.xp.zeros((rows, self.M), dtype=self.rdt, **dev(A))
         self.p = 0
@@ -222,7 +222,18 @@ class _Bidiag:
 
     def _fresh(self, size: int, basis: Any, rows: int) -> Any:
         self.fresh += 1
-        return random_unit(self.A, size, self.seed, self.rdt, self.fresh, basis, rows)
+        return random_unit(self.A, size, self.seed, self.rdt, self.fresh, basis, self._bucket(rows, basis))
+
+    def _bucket(self, rows: int, basis: Any) -> int:
+        """``rows`` rounded up to a multiple of 8 (within the buffer).
+
+        Rows past the current ones are kept zero, so orthogonalizing against the extra rows
+        changes nothing, while the number of distinct array shapes stays small (JAX compiles
+        every primitive anew for each shape: about 0.2 s each).
+        """
+        if basis is None or rows == 0:
+            return 0
+        return min(-(-rows // 8) * 8, int(basis.shape[0]))
 
     def _invariance(self) -> float:
         """A norm below this is rounding noise: the Krylov space is invariant to working precision."""
@@ -242,13 +253,13 @@ class _Bidiag:
         xp, p = self.xp, self.p
         m = min(self.ncv, self.N - p)
         for j in range(l, m):
-            w = self._x(self.P[p + j])
-            w, h = cgs2(self.Q, w, p + j)
+            w = self._x(self.P[p + j, ...])
+            w, h = cgs2(self.Q, w, self._bucket(p + j, self.Q))
             alpha_d = norm(xp, w)
-            h_host = to_host(xp.concat([h[p:], alpha_d[None]]) if h is not None else alpha_d[None])
+            h_host = to_host(xp.concat([h, alpha_d[None]]) if h is not None else alpha_d[None])
             finite_or_raise(h_host, "svds", self.nx)
             alpha = float(h_host[-1])
-            B[:j, j] = h_host[:-1]
+            B[:j, j] = h_host[p:p + j]
             B[j, j] = alpha
             self.tnorm = max(self.tnorm, float(np.abs(h_host).max()))
             if alpha <= self._invariance():  # X p_j lies in span(Q): continue with a fresh left vector
@@ -257,7 +268,7 @@ class _Bidiag:
                 q = w / alpha_d
             self.Q = backends.assign(self.Q, p + j, q)
             z = self._xt(q)
-            z, _ = cgs2(self.P, z, p + j + 1)
+            z, _ = cgs2(self.P, z, self._bucket(p + j + 1, self.P))
             beta = float(to_host(norm(xp, z)))
             finite_or_raise([beta], "svds", self.nxt)
             self.tnorm = max(self.tnorm, beta)
@@ -379,22 +390,30 @@ class _Bidiag:
         want = 1 if verifying else self.k
         n_keep = max(min(want + int((room - want) * KEEP), room), 0)
         keep = self._order(s)[:n_keep]
-        residual = self.P[p + size] if size < self.N - p else None
-        if keep.size:
-            Vk = self._coeffs(Vt[keep, :])  # rows: Ritz right vectors in P coordinates
-            Uk = self._coeffs(U[:, keep].T)
-            newP = Vk @ self.P[p:p + size]
-            newQ = Uk @ self.Q[p:p + size]
-            self.P = backends.assign(self.P, (slice(p, p + keep.size), Ellipsis), newP)
-            self.Q = backends.assign(self.Q, (slice(p, p + keep.size), Ellipsis), newQ)
         l = int(keep.size)
+        residual = size < self.N - p and not invariant
+        CP, CQ = self._frame(), self._frame()
+        CP[p:p + l, p:p + size] = Vt[keep, :]
+        CQ[p:p + l, p:p + size] = U[:, keep].T
+        if residual:
+            CP[p + l, p + size] = 1.0
+        self._recombine(CP, CQ)
         B[:] = 0.0
         B[np.arange(l), np.arange(l)] = s[keep]
-        if residual is None or invariant:
+        if not residual:
             self._restart_fresh(l)
-        else:
-            self.P = backends.assign(self.P, p + l, residual)
         return l
+
+    def _frame(self) -> np.ndarray:
+        """Coefficients rebuilding a buffer: the locked rows kept, the rest zero until filled."""
+        C = np.zeros((self.P.shape[0], self.P.shape[0]))
+        C[np.arange(self.p), np.arange(self.p)] = 1.0
+        return C
+
+    def _recombine(self, CP: np.ndarray, CQ: np.ndarray) -> None:
+        """``P <- CP P``, ``Q <- CQ Q``: one fixed-shape product each (stale rows become zero)."""
+        self.P = self._coeffs(CP) @ self.P
+        self.Q = self._coeffs(CQ) @ self.Q
 
     def _coeffs(self, C: np.ndarray) -> Any:
         return self.xp.asarray(np.ascontiguousarray(C), dtype=self.rdt, **dev(self.A))
@@ -403,16 +422,16 @@ class _Bidiag:
               idx: np.ndarray) -> None:
         """Move the Ritz triplets ``idx`` to the locked rows (growing the buffers when needed)."""
         p, c = self.p, int(idx.size)
-        newP = self._coeffs(Vt[idx, :]) @ self.P[p:p + size]
-        newQ = self._coeffs(U[:, idx].T) @ self.Q[p:p + size]
         need = min(self.N, p + c + self.ncv) + 1
         if need > self.P.shape[0]:
             self.P = self.xp.concat([self.P, self.xp.zeros((need - self.P.shape[0], self.N), dtype=self.rdt,
                                                            **dev(self.A))], axis=0)
             self.Q = self.xp.concat([self.Q, self.xp.zeros((need - self.Q.shape[0], self.M), dtype=self.rdt,
                                                            **dev(self.A))], axis=0)
-        self.P = backends.assign(self.P, (slice(p, p + c), Ellipsis), newP)
-        self.Q = backends.assign(self.Q, (slice(p, p + c), Ellipsis), newQ)
+        CP, CQ = self._frame(), self._frame()
+        CP[p:p + c, p:p + size] = Vt[idx, :]
+        CQ[p:p + c, p:p + size] = U[:, idx].T
+        self._recombine(CP, CQ)
         self.p += c
         self.locked_s.extend(float(x) for x in s[idx])
         self.locked_r.extend(float(x) for x in rho[idx])
@@ -422,13 +441,15 @@ class _Bidiag:
         res = np.asarray(self.locked_r)
         idx = self._order(vals)[: self.k]
         idx = idx[np.argsort(vals[idx], kind="stable")]
-        sel = self.xp.asarray(idx, **dev(self.A))
+        S = np.zeros((idx.size, self.P.shape[0]))
+        S[np.arange(idx.size), idx] = 1.0
+        sel = self._coeffs(S)
         right = left = None
         want_u = vectors in (True, "u")
         want_vh = vectors in (True, "vh")
         if want_u or want_vh:
-            rows_p = self.xp.astype(self.xp.take(self.P[: self.p], sel, axis=0), self.A.dtype)
-            rows_q = self.xp.astype(self.xp.take(self.Q[: self.p], sel, axis=0), self.A.dtype)
+            rows_p = self.xp.astype(sel @ self.P, self.A.dtype)
+            rows_q = self.xp.astype(sel @ self.Q, self.A.dtype)
             # X = A: P holds right vectors (vh rows), Q left ones; X = A^T: the roles swap
             vh_rows, u_rows = (rows_q, rows_p) if self.flip else (rows_p, rows_q)
             right = vh_rows if want_vh else None
