@@ -31,7 +31,16 @@ import numpy as np
 from specop import backends
 from specop._errors import ConvergenceWarning, NonFiniteError
 from specop.linalg._common import check_positive_int, norm, recurrence_dtype
-from specop.linalg._krylov_util import as_operator, cgs2, check_nonnegative, dev, eps_of, to_host, vector_in
+from specop.linalg._krylov_util import (
+    as_operator,
+    cgs2,
+    check_nonnegative,
+    dev,
+    eps_of,
+    one_blas_thread,
+    to_host,
+    vector_in,
+)
 
 __all__ = ["gmres", "GmresResult"]
 
@@ -138,7 +147,7 @@ def gmres(A: Any, b: Any, x0: Any = None, *, rtol: float = 1e-5, atol: float = 0
                          f"{Mop.shape}")
     out_dtype = xp.result_type(A.dtype, b_in.dtype) if backends.is_array(b_in) else A.dtype
     x = xp.zeros(n, dtype=rdt, **dev(A)) if x0 is None else vector_in(A, x0, n, "x0", rdt)
-    with backends.host_blas_single_thread(xp):
+    with one_blas_thread():
         return _Gmres(A, Mop, bv, x, rtol_f or 0.0, atol_f or 0.0, restart, maxiter, callback, ctype,
                       out_dtype).run(x0 is not None)
 
@@ -200,7 +209,7 @@ class _Gmres:
         V = xp.zeros((self.restart + 1, self.A.shape[0]), dtype=self.rdt, **dev(self.A))
         for _cycle in range(self.maxiter):
             self.cycles += 1
-            y, cols, presid, breakdown = self._cycle(V, r, ptol)
+            V, y, cols, presid, breakdown = self._cycle(V, r, ptol)
             if cols:
                 coeffs = xp.asarray(y, dtype=self.rdt, **dev(self.A))
                 self.x = self.x + coeffs @ V[:cols, ...]
@@ -216,9 +225,10 @@ class _Gmres:
             ptol = presid * min(ptol_factor, self.target / rnorm)
         return self._finish(rnorm, rnorm <= self.target)
 
-    def _cycle(self, V: Any, r: Any, ptol: float) -> tuple[np.ndarray, int, float, bool]:
-        """One Arnoldi cycle from residual ``r``; returns the coefficients of the update, their count,
-        the final preconditioned residual estimate and whether the Krylov space broke down."""
+    def _cycle(self, V: Any, r: Any, ptol: float) -> tuple[Any, np.ndarray, int, float, bool]:
+        """One Arnoldi cycle from residual ``r``; returns the basis (a new array on JAX), the coefficients
+        of the update, their count, the final preconditioned residual estimate and whether the Krylov
+        space broke down."""
         xp, m = self.xp, self.restart
         z = self._m(r)
         beta = norm(xp, z)
@@ -226,7 +236,7 @@ class _Gmres:
         if not math.isfinite(beta_h):
             raise NonFiniteError(f"gmres: the preconditioner at iteration {self.inner} returned NaN or Inf")
         if beta_h == 0.0:
-            return np.zeros(0), 0, 0.0, True
+            return V, np.zeros(0), 0, 0.0, True
         V = backends.assign(V, 0, z / beta)
         H = np.zeros((m + 1, m))
         cs, sn = np.zeros(m), np.zeros(m)
@@ -263,7 +273,7 @@ class _Gmres:
                 break
             if presid <= ptol or breakdown:
                 break
-        return _back_substitute(H[:cols, :cols], g[:cols]), cols, presid, breakdown
+        return V, _back_substitute(H[:cols, :cols], g[:cols]), cols, presid, breakdown
 
 
 def _givens(a: float, b: float) -> tuple[float, float, float]:
