@@ -25,7 +25,7 @@ from specop.linalg.gmres import gmres
 
 @st.composite
 def systems(draw):
-    """A non-symmetric ``A = G / sqrt(n) + c I`` (``c`` from 0.5 to 3: from slow to fast) and ``b``."""
+    """A non-symmetric ``A = G / sqrt(n) + c I`` (``c`` from 0.5 to 3: from stagnating to fast) and ``b``."""
     seed = draw(st.integers(0, 2**32 - 1))
     n = draw(sizes(1, 40))
     dtype = draw(st.sampled_from(("float64", "float32")))
@@ -46,7 +46,7 @@ def test_gmres_solves_nonsymmetric_systems(backend):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             res = gmres(specop.DenseOperator(backend.asarray(A, dtype)), backend.asarray(b, dtype), rtol=rtol,
-                        restart=restart, maxiter=50 * n, M=M)
+                        restart=restart, maxiter=10 * n, M=M)
         x, info = res  # unpacks like scipy
         x = backend.to_numpy(x).astype(np.float64)
         true = float(np.linalg.norm(b - A @ x))
@@ -58,10 +58,16 @@ def test_gmres_solves_nonsymmetric_systems(backend):
             assert err <= np.linalg.norm(np.linalg.inv(A), 2) * (res.target + 8 * n * eps * anorm * np.linalg.norm(x))
         else:
             assert info > 0 and any(issubclass(c.category, specop.ConvergenceWarning) for c in caught)
-            assert dtype == "float32", "float64 systems with cond <= 1e2 must converge"
+            # Elman's bound: with a positive definite symmetric part H, every GMRES(m) cycle reduces
+            # the residual by at least sqrt(1 - (lambda_min(H) / ||A||)^2); there it must converge
+            h = float(np.linalg.eigvalsh((A + A.T) / 2)[0])
+            if h > 0 and dtype == "float64":
+                rate = np.sqrt(1 - (h / anorm) ** 2)
+                assert rate ** (10 * n) * np.linalg.norm(b) > 0.5 * res.target, "Elman's bound promised convergence"
 
     few = backend.name in ("jax", "array_api_strict")
-    run(backend, prop, systems(), st.sampled_from((1, 5, 20)), st.booleans(), max_examples=40 if few else 100)
+    n = 10 if backend.name == "jax" else 30 if few else 60
+    run(backend, prop, systems(), st.sampled_from((1, 5, 20)), st.booleans(), max_examples=n)
 
 
 def _scipy_cases():

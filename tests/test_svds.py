@@ -96,7 +96,7 @@ def test_svds_matches_svd(backend):
 
     few = backend.name in ("jax", "array_api_strict")
     run(backend, prop, rect_matrices(), st.sampled_from(("LM", "SM")), st.sampled_from((1, 2, 5)), st.booleans(),
-        max_examples=15 if few else 100)
+        max_examples=8 if backend.name == "jax" else 25 if few else 100)
 
 
 def test_svds_finds_every_copy_of_a_repeated_singular_value(backend):
@@ -108,7 +108,7 @@ def test_svds_finds_every_copy_of_a_repeated_singular_value(backend):
     s = np.concatenate([[5, 5, 5, 3, 3, 2], rng.uniform(0.1, 1.0, 34)])
     A = (U * s) @ V.T
     op = specop.DenseOperator(backend.asarray(A))
-    for k in (2, 3, 4, 5, 6):
+    for k in (2, 4, 6):
         res = svds(op, k=k, seed=3)
         assert res.converged and res.verified
         np.testing.assert_allclose(res.singular_values, np.sort(s)[::-1][:k][::-1], rtol=1e-10)
