@@ -233,3 +233,18 @@ def sync(device: Any) -> None:
 
     if getattr(device, "type", str(device)).startswith("cuda"):
         torch.cuda.synchronize(device)
+
+
+def paired(fn: Any, ref: Any, repeats: int, device: Any) -> tuple[float, float]:
+    """(median seconds of ``fn``, median of ``fn / ref`` over pairs run back to back): robust to load drift."""
+    fn(), ref(), sync(device)
+    ts, rs = [], []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        ref(), sync(device)
+        t1 = time.perf_counter()
+        fn(), sync(device)
+        t2 = time.perf_counter()
+        ts.append(t2 - t1)
+        rs.append((t2 - t1) / (t1 - t0))
+    return statistics.median(ts), statistics.median(rs)

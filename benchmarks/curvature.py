@@ -17,11 +17,10 @@
 from __future__ import annotations
 
 import statistics
-import time
 from typing import Any
 
 from benchmarks import problems
-from benchmarks._common import Report, median_time, parser, setup_torch, sync
+from benchmarks._common import Report, median_time, paired, parser, setup_torch, sync
 
 
 def lm_problem(device: Any, quick: bool) -> tuple[Any, Any, dict[str, Any], dict[str, Any]]:
@@ -57,21 +56,6 @@ def lm_problem(device: Any, quick: bool) -> tuple[Any, Any, dict[str, Any], dict
     hooks = {"forward": lambda m, b: m(b["input_ids"], b["attention_mask"]),
              "output": lambda out: out["logits"].transpose(1, 2), "targets": lambda b: b["labels"]}
     return model, torch.nn.CrossEntropyLoss(), batch, hooks
-
-
-def paired(fn: Any, ref: Any, repeats: int, device: Any) -> tuple[float, float]:
-    """(median seconds of ``fn``, median of fn/ref over back-to-back pairs)."""
-    fn(), ref(), sync(device)
-    ts, rs = [], []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        ref(), sync(device)
-        t1 = time.perf_counter()
-        fn(), sync(device)
-        t2 = time.perf_counter()
-        ts.append(t2 - t1)
-        rs.append((t2 - t1) / (t1 - t0))
-    return statistics.median(ts), statistics.median(rs)
 
 
 def masked_lm(report: Report, device: Any, quick: bool) -> float:

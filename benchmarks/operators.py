@@ -12,12 +12,10 @@ model, timed in back-to-back pairs (JAX rows also against JAX's own jitted gradi
 
 from __future__ import annotations
 
-import statistics
-import time
 from typing import Any
 
 from benchmarks import peers, problems
-from benchmarks._common import Report, parser, setup_torch, sync
+from benchmarks._common import Report, paired, parser, setup_torch
 
 
 def peer_matvecs(model: Any, loss_fn: Any, data: tuple[Any, Any]) -> dict[str, Any]:
@@ -61,25 +59,14 @@ def measure(report: Report, name: str, model: Any, loss_fn: Any, data: tuple[Any
     H, label = problems.specop_hessian(model, loss_fn, data)
     v = torch.randn(P, dtype=theta0.dtype, device=device, generator=torch.Generator(device).manual_seed(0))
 
-    def paired(fn: Any, ref: Any = egrad) -> tuple[float, float]:
-        """(median seconds of fn, median of fn/ref over pairs run back to back): robust to load drift."""
-        fn(), ref(), sync(device)
-        ts, rs = [], []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            ref(), sync(device)
-            t1 = time.perf_counter()
-            fn(), sync(device)
-            t2 = time.perf_counter()
-            ts.append(t2 - t1)
-            rs.append((t2 - t1) / (t1 - t0))
-        return statistics.median(ts), statistics.median(rs)
+    def pair(fn: Any) -> tuple[float, float]:
+        return paired(fn, egrad, repeats, device)
 
-    rows = {"autograd gradient (reference)": paired(egrad), "torch.func gradient": paired(fgrad),
-            "autograd double backward HVP": paired(lambda: eager(v)),
-            "torch.func jvp(grad) HVP": paired(lambda: fhvp(v)), f"{label} matvec": paired(lambda: H @ v)}
+    rows = {"autograd gradient (reference)": pair(egrad), "torch.func gradient": pair(fgrad),
+            "autograd double backward HVP": pair(lambda: eager(v)),
+            "torch.func jvp(grad) HVP": pair(lambda: fhvp(v)), f"{label} matvec": pair(lambda: H @ v)}
     for plabel, mv in peer_matvecs(model, loss_fn, data).items():
-        rows[f"{plabel} matvec"] = paired(lambda mv=mv: mv(v))
+        rows[f"{plabel} matvec"] = pair(lambda mv=mv: mv(v))
     ratios = {}
     for method, (t, r) in rows.items():
         ratios[method] = r
@@ -87,11 +74,11 @@ def measure(report: Report, name: str, model: Any, loss_fn: Any, data: tuple[Any
     jx = jax_mlp(model, data) if device.type == "cpu" and use_jax else None
     if jx is not None:
         jh, jg = jx
-        t_jg, r_jg = paired(jg)
-        t_jh, r_jh = paired(jh)
+        t_jg, r_jg = pair(jg)
+        t_jh, r_jh = pair(jh)
         report.tables[0].add(name, P, "JAX jit gradient", 1e3 * t_jg, r_jg)
         report.tables[0].add(name, P, "JAX jit jvp(grad) HVP", 1e3 * t_jh, r_jh)
-        _, r_own = paired(jh, jg)
+        _, r_own = paired(jh, jg, repeats, device)
         ratios["JAX jit HVP / JAX jit gradient"] = r_own
         report.notes.append(f"{name}: JAX jit HVP / JAX jit gradient = {r_own:.2f} (paired median).")
     ratios["_label"] = label  # type: ignore[assignment]

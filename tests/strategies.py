@@ -164,8 +164,11 @@ def run(backend: Any, prop: Callable[..., None], *strategies: st.SearchStrategy[
         _size_pool[0] = None
 
 
-def nan_after(backend: Any, A: np.ndarray, calls: int) -> specop.FunctionOperator:
-    """A symmetric function operator equal to ``A`` that returns NaN from matvec call ``calls`` on."""
+def nan_after(backend: Any, A: np.ndarray, calls: int, symmetric: bool = True) -> specop.FunctionOperator:
+    """A function operator equal to ``A`` whose products return NaN after ``calls`` calls.
+
+    ``symmetric=False``: a rectangular or non-symmetric ``A``, with ``A.T``'s exact adjoint product.
+    """
     op = specop.DenseOperator(backend.asarray(A))
     count = [0]
     xp = backend.xp
@@ -180,6 +183,8 @@ def nan_after(backend: Any, A: np.ndarray, calls: int) -> specop.FunctionOperato
         Y = op.matmat(V)
         return Y * xp.nan if count[0] > calls else Y
 
+    if not symmetric:
+        return specop.FunctionOperator(matvec, A.shape, like=op, rmatvec=op.rmatvec)
     return specop.FunctionOperator(matvec, A.shape, like=op, symmetric=True, matmat=matmat)
 
 

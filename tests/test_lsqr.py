@@ -17,7 +17,7 @@ import scipy.sparse
 import scipy.sparse.linalg as sla
 from hypothesis import strategies as st
 from rect_strategies import RectCase, rect_matrices
-from strategies import run
+from strategies import nan_after, run
 
 import specop
 from specop.linalg.lsqr import lsqr
@@ -126,15 +126,7 @@ def test_lsqr_zero_rhs_and_iteration_limit(backend):
 
 def test_lsqr_nan_from_a_product_names_the_iteration(backend):
     A = np.random.default_rng(3).standard_normal((20, 10))
-    base = specop.DenseOperator(backend.asarray(A))
-    count = [0]
-
-    def mv(v):
-        count[0] += 1
-        y = base.matvec(v)
-        return y * np.nan if count[0] > 2 else y
-
-    op = specop.FunctionOperator(mv, (20, 10), like=base, rmatvec=base.rmatvec)
+    op = nan_after(backend, A, 2, symmetric=False)
     with pytest.raises(specop.NonFiniteError, match=r"lsqr.*iteration 3"):
         lsqr(op, backend.asarray(np.ones(20)))
 

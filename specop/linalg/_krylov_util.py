@@ -7,11 +7,9 @@ and input vectors checked against an operator's backend and device.
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import math
 import numbers
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -22,7 +20,7 @@ from specop.operators.base import LinearOperator
 from specop.random import probes
 
 __all__ = ["as_operator", "check_nonnegative", "check_bool", "dev", "cgs2", "random_unit", "vector_in",
-           "to_host", "finite_or_raise", "eps_of", "one_blas_thread"]
+           "to_host", "finite_or_raise", "eps_of"]
 
 
 def as_operator(A: Any, what: str, square: bool = False, callable_like: Any = None) -> LinearOperator:
@@ -133,30 +131,3 @@ def finite_or_raise(values: Any, what: str, step: int) -> None:
     arr = np.asarray(values, dtype=np.float64)
     if not np.isfinite(arr).all():
         raise NonFiniteError(f"{what}: a product at iteration {step} returned NaN or Inf")
-
-
-@contextlib.contextmanager
-def one_blas_thread() -> Iterator[None]:
-    """numpy's and scipy's BLAS on one thread for the duration (all backends).
-
-    A private variant of :func:`specop.backends.host_blas_single_thread` that also covers numpy
-    operators: the Krylov loops here make many small BLAS calls (CGS2 against a few dozen rows,
-    basis recombination, small SVDs), and on a machine with few, shared cores OpenBLAS threads
-    make a 40 x 40 by 40 x 2000 product take 30 ms instead of 0.3 ms (measured on the 2-core CI
-    machine under load). The operator's own products run under the same limit.
-    """
-    controller = _controller()
-    if controller is None:
-        yield
-        return
-    with controller.limit(limits=1, user_api="blas"):
-        yield
-
-
-@functools.lru_cache(maxsize=1)
-def _controller() -> Any:
-    try:
-        from threadpoolctl import ThreadpoolController
-    except ImportError:  # pragma: no cover - threadpoolctl is a dependency
-        return None
-    return ThreadpoolController()

@@ -37,7 +37,6 @@ from specop.linalg._krylov_util import (
     check_nonnegative,
     dev,
     eps_of,
-    one_blas_thread,
     to_host,
     vector_in,
 )
@@ -147,7 +146,7 @@ def gmres(A: Any, b: Any, x0: Any = None, *, rtol: float = 1e-5, atol: float = 0
                          f"{Mop.shape}")
     out_dtype = xp.result_type(A.dtype, b_in.dtype) if backends.is_array(b_in) else A.dtype
     x = xp.zeros(n, dtype=rdt, **dev(A)) if x0 is None else vector_in(A, x0, n, "x0", rdt)
-    with one_blas_thread():
+    with backends.host_blas_single_thread(A.xp, include_host=True):
         return _Gmres(A, Mop, bv, x, rtol_f or 0.0, atol_f or 0.0, restart, maxiter, callback, ctype,
                       out_dtype).run(x0 is not None)
 

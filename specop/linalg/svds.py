@@ -62,7 +62,6 @@ from specop.linalg._krylov_util import (
     dev,
     eps_of,
     finite_or_raise,
-    one_blas_thread,
     random_unit,
     to_host,
     vector_in,
@@ -184,7 +183,7 @@ def svds(A: Any, k: int = 6, *, which: str = "LM", tol: float = 1e-8, maxiter: i
     base = max(100, 10 * N // ncv) * (10 if which == "SM" else 1)
     maxiter = base if maxiter is None else check_positive_int(maxiter, "maxiter")
     run = _Bidiag(A, k, which, float(tol), maxiter, ncv, seed, verify)
-    with one_blas_thread():
+    with backends.host_blas_single_thread(A.xp, include_host=True):
         return run.run(v0, return_singular_vectors)
 
 
