@@ -38,7 +38,7 @@ from specop._errors import ConvergenceWarning, NonFiniteError
 from specop.operators.base import LinearOperator
 
 __all__ = ["SolveResult", "SYNC_EVERY", "check_real", "check_maxiter", "as_block", "as_operator",
-           "apply", "cdot", "drive", "result_dtype", "solve_block"]
+           "apply", "cdot", "drive", "result_dtype", "solve_block", "status"]
 
 #: Iterations between host reads of the convergence codes on an accelerator.
 SYNC_EVERY = 8
@@ -164,6 +164,14 @@ def apply(A: LinearOperator, V: Any, rdt: Any) -> Any:
 def cdot(xp: Any, U: Any, V: Any) -> Any:
     """Column-wise inner products ``sum_i U[i, j] V[i, j]`` (device array of shape ``(k,)``)."""
     return xp.sum(U * V, axis=0)
+
+
+def status(xp: Any, like: Any, *cases: tuple[Any, float]) -> Any:
+    """Status codes: the value of the first ``(mask, value)`` case that holds, 0 where none does."""
+    code = xp.zeros_like(like)
+    for mask, value in reversed(cases):
+        code = xp.where(mask, code * 0.0 + value, code)
+    return code
 
 
 def _take(xp: Any, arr: Any, idx: Any) -> Any:

@@ -34,6 +34,7 @@ from specop.linalg._solver_common import (
     check_maxiter,
     check_real,
     solve_block,
+    status,
 )
 
 __all__ = ["cg"]
@@ -71,7 +72,7 @@ class _CG:
         res = xp.sqrt(cdot(xp, R, R))
         conv = ok & (res <= s["tol"])
         broken = act & ((pap <= 0) | (ok & ~conv & (rho_new <= 0)))  # negative curvature, or M not SPD
-        code = xp.where(broken, -1.0, xp.where(conv, 1.0, 0.0))
+        code = status(xp, res, (broken, -1.0), (conv, 1.0))
         finite = xp.isfinite(pap) & xp.isfinite(res)
         return s, res, xp.where(act & ~finite, xp.nan, code)
 

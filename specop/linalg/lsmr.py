@@ -41,6 +41,7 @@ from specop.linalg._solver_common import (
     check_maxiter,
     check_real,
     result_dtype,
+    status,
 )
 from specop.operators.base import LinearOperator
 
@@ -172,12 +173,8 @@ class _Lsmr:
         test3 = 1.0 / condA
         t1 = test1 / (1.0 + normA * normx / normb)
         rtol = self.btol + self.atol * normA * normx / normb
-        code = xp.where(1.0 + test3 <= 1.0, 6.0, 0.0)
-        code = xp.where(1.0 + test2 <= 1.0, 5.0, code)
-        code = xp.where(1.0 + t1 <= 1.0, 4.0, code)
-        code = xp.where(test3 <= self.ctol, 3.0, code)
-        code = xp.where(test2 <= self.atol, 2.0, code)
-        code = xp.where(test1 <= rtol, 1.0, code)
+        code = status(xp, normr, (test1 <= rtol, 1.0), (test2 <= self.atol, 2.0), (test3 <= self.ctol, 3.0),
+                      (1.0 + t1 <= 1.0, 4.0), (1.0 + test2 <= 1.0, 5.0), (1.0 + test3 <= 1.0, 6.0))
         new = {"U": U, "V": V, "H": H, "Hbar": Hbar, "alpha": alpha, "alphabar": alphabar, "zetabar": zetabar,
                "rho": rho, "rhobar": rhobar, "cbar": cbar, "sbar": sbar, "betadd": betadd, "betad": betad,
                "rhodold": rhodold, "tautildeold": tautildeold, "thetatilde": thetatilde, "zeta": zeta, "d": d,
@@ -186,7 +183,7 @@ class _Lsmr:
             s[name] = xp.where(act, v, s[name]) if s["masked"] else v
         s["first"] = False
         finite = xp.isfinite(beta) & xp.isfinite(alpha) & xp.isfinite(normr)
-        return s, normr, xp.where(act & ~finite, xp.nan, xp.where(act, code, 0.0))
+        return s, normr, xp.where(act & ~finite, xp.nan, xp.where(act, code, code * 0.0))
 
     def finals(self, s: dict[str, Any]) -> dict[str, Any]:
         return {"norma": s["normA"], "conda": s["condA"]}

@@ -13,14 +13,18 @@ reference implementation, also scipy's). With a preconditioner ``phibar`` is the
 
 A column stops when ``||r_k|| <= max(rtol ||b||, atol)`` (the test of :func:`cg`, not
 scipy's backward-error test ``||r|| <= rtol ||A|| ||x||``, which stops earlier), when the
-Lanczos process breaks down (``beta_{k+1} <= sqrt(eps) ||T_k||_F``: the Krylov space is
-invariant to working precision, as in :func:`~specop.lanczos`, and ``x_k`` is final; one more
-step would divide by a vanishing ``gamma`` on a singular system), or when
-``||(A - shift I) r_k|| <= max(rtol, 100 eps) ||T_k||_F ||r_k||`` (scipy's least-squares test:
-the residual has stopped decreasing). Both end the column's round; if its true residual then
-misses the tolerance but has at least halved, it restarts from it (a false alarm on an
-ill-conditioned consistent system costs a restart), otherwise it is reported unconverged as
-a least-squares solution of an inconsistent singular system.
+Lanczos process breaks down (``beta_{k+1} <= eps ||T_k||_F``: the Krylov space is invariant and
+``x_k`` is final; a small but larger ``beta`` is no breakdown for MINRES, and stopping there
+would lose what the next steps still gain on ill-conditioned systems), or when the
+residual cannot decrease further: ``||(A - shift I) r_k|| <= sqrt(eps) ||T_k||_F ||r_k||``
+(scipy's least-squares test with ``sqrt(eps)`` for its ``rtol``, which stops ill-conditioned
+consistent systems far too early, when ``r`` lies along small eigenvalues; near ``cond = 1e8``
+it may still fire on a plateau, which costs a restart), or ``gamma_k <=
+100 eps ||T_k||_F`` (the extended ``T_k`` is singular: an inconsistent singular system at the
+end of its Krylov space, where the update would divide by ``gamma_k``; ``x`` is kept). These
+end the column's round; if its true residual then misses the tolerance but has at least
+halved, it restarts from it, otherwise it is reported unconverged, as a least-squares solution
+of an inconsistent singular system.
 Columns of a block run through one ``matmat`` per iteration; true residuals, restarts and
 warnings are those of ``specop.linalg._solver_common``.
 """
@@ -42,6 +46,7 @@ from specop.linalg._solver_common import (
     check_maxiter,
     check_real,
     solve_block,
+    status,
 )
 
 __all__ = ["minres"]
@@ -54,10 +59,10 @@ class _Minres:
 
     products = 1
 
-    def __init__(self, A: Any, shift: float, M: Any, rdt: Any, rtol: float) -> None:
+    def __init__(self, A: Any, shift: float, M: Any, rdt: Any) -> None:
         self.A, self.shift, self.M, self.rdt, self.xp = A, shift, M, rdt, A.xp
         self.eps = float(np.finfo(backends.dtype_name(A.dtype)).eps)
-        self.lstol, self.sqrt_eps = max(rtol, 100 * self.eps), float(np.sqrt(self.eps))
+        self.lstol = float(np.sqrt(self.eps))
 
     def _op(self, V: Any) -> Any:
         AV = apply(self.A, V, self.rdt)
@@ -95,7 +100,8 @@ class _Minres:
         Yp = self._precond(R2)
         b2 = cdot(xp, R2, Yp)
         beta_n = xp.sqrt(xp.where(b2 > 0, b2, 0.0))
-        tnorm2 = s["tnorm2"] + alfa * alfa + beta * beta + beta_n * beta_n
+        # ||T_k||_F^2 (scipy's also adds beta_1 = ||b|| at the first step, which mixes the scale of b in)
+        tnorm2 = s["tnorm2"] + alfa * alfa + beta_n * beta_n + (0.0 if s["first"] else beta * beta)
         cs, sn, dbar = s["cs"], s["sn"], s["dbar"]
         oldeps = s["epsln"]
         delta = cs * dbar + sn * alfa
@@ -105,9 +111,13 @@ class _Minres:
         root = xp.sqrt(gbar * gbar + dbar_n * dbar_n)
         arnorm = s["phibar"] * root
         gamma = xp.sqrt(gbar * gbar + beta_n * beta_n)
+        anorm = xp.sqrt(tnorm2)
+        # gamma at rounding level: the extended T_k is singular (an inconsistent singular system at the
+        # exhaustion of its Krylov space); the update would divide by it, so x stays and the column stops
+        singular = live & (gamma <= 100 * self.eps * anorm)
         gamma = xp.where(gamma > 0, gamma, self.eps)
         cs_n, sn_n = gbar / gamma, beta_n / gamma
-        phi = xp.where(live, cs_n * s["phibar"], 0.0)
+        phi = xp.where(live & ~singular, cs_n * s["phibar"], 0.0)
         phibar = sn_n * s["phibar"]
         W = (V - oldeps * s["W2"] - delta * s["W"]) / gamma
         keep = s["masked"]
@@ -128,12 +138,11 @@ class _Minres:
         for name, new in zip(_SCALARS, (beta_n, beta, dbar_n, epsln, phibar, cs_n, sn_n, tnorm2), strict=True):
             s[name] = xp.where(live, new, s[name])
         s["first"] = False
-        anorm = xp.sqrt(tnorm2)
-        conv = live & (res <= s["tol"])
-        invariant = live & ~conv & (beta_n <= self.sqrt_eps * anorm)
-        lsq = live & ~conv & ~invariant & (arnorm <= self.lstol * anorm * res)
+        conv = live & ~singular & (res <= s["tol"])
+        invariant = live & ~conv & (beta_n <= self.eps * anorm)
+        lsq = live & ~conv & ~invariant & (singular | (arnorm <= self.lstol * anorm * res))
         mbad = act & (s["mbad"] | (b2 < 0) | ~(beta > 0))  # M not SPD (or singular)
-        code = xp.where(mbad, -1.0, xp.where(conv, 1.0, xp.where(invariant, 3.0, xp.where(lsq, 2.0, 0.0))))
+        code = status(xp, res, (mbad, -1.0), (conv, 1.0), (invariant, 3.0), (lsq, 2.0))
         finite = xp.isfinite(alfa) & xp.isfinite(b2) & xp.isfinite(res)
         return s, res, xp.where(act & ~finite, xp.nan, code)
 
@@ -186,4 +195,4 @@ def minres(A: Any, b: Any, *, x0: Any = None, shift: float = 0.0, rtol: float = 
     Mop = None if M is None else as_operator(M, A, "M")
     rdt = recurrence_dtype(A, "float64")
     Aeff = A.shift(shift) if shift else A
-    return solve_block(A, Aeff, b, x0, rtol, atol, maxiter, _Minres(A, shift, Mop, rdt, rtol), "minres", callback, rdt)
+    return solve_block(A, Aeff, b, x0, rtol, atol, maxiter, _Minres(A, shift, Mop, rdt), "minres", callback, rdt)
