@@ -95,25 +95,34 @@ def _hutchinson(A: Any, n: int, m: int, key: int, block: int, rdt: Any) -> tuple
     return mean, M2
 
 
-def _xdiag(A: Any, n: int, m: int, key: int, rdt: Any) -> Any:
-    """The ``m`` leave-one-out XDiag estimates as the columns of an ``(n, m)`` array."""
+def _xdiag(A: Any, n: int, m: int, key: int, rdt: Any) -> tuple[Any, int]:
+    """The ``m`` leave-one-out XDiag estimates as the columns of an ``(n, m)`` array; the products spent.
+
+    A numerically rank-deficient sketch (``rank Y = r < m``, so ``Y`` spans ``range A``) makes every
+    leave-one-out projector the projector onto ``range Y``: all ``m`` estimates are then
+    ``diag(Q Q^T A)`` with ``Q`` an orthonormal basis of ``range Y``, the exact diagonal.
+    """
     xp = A.xp
     Om = probes(n, m, seed=key, like=A, dtype=rdt)
     Q, R = xp.linalg.qr(_apply(A, Om, rdt))
-    Z = _apply(A, Q, rdt, adjoint=True)
     Rh = backends.to_numpy(R).astype(np.float64)
-    try:
-        W = np.linalg.inv(Rh).T  # R^{-T}
-    except np.linalg.LinAlgError:
-        W = np.linalg.pinv(Rh).T
+    U, sv, _ = np.linalg.svd(Rh)
+    eps = float(np.finfo(backends.dtype_name(A.dtype)).eps)
+    rank = int(np.sum(sv > m * eps * sv[0])) if sv[0] > 0 else 0
+    if rank < m:
+        Qr = Q @ backends.from_numpy(U[:, :rank], xp, A.device, rdt)
+        if rank == 0:
+            return xp.zeros_like(Om), m
+        base = xp.sum(Qr * _apply(A, Qr, rdt, adjoint=True), axis=1)
+        return base[:, None] + xp.zeros_like(Om), m + rank
+    Z = _apply(A, Q, rdt, adjoint=True)
+    W = np.linalg.inv(Rh).T  # R^{-T}
     wn = np.linalg.norm(W, axis=0)
-    if not np.all(np.isfinite(W)) or np.any(wn == 0):
-        raise ArithmeticError("diagonal: the XDiag sketch A @ Omega is numerically rank deficient beyond repair")
     S = backends.from_numpy(W / wn, xp, A.device, rdt)
     inv = backends.from_numpy(1.0 / wn, xp, A.device, rdt)
     QS, ZS = Q @ S, Z @ S
     base = xp.sum(Q * Z, axis=1)
-    return base[:, None] - QS * ZS + Om * QS * inv[None, :] / (Om * Om)
+    return base[:, None] - QS * ZS + Om * QS * inv[None, :] / (Om * Om), 2 * m
 
 
 def diagonal(A: Any, *, method: str = "hutchinson", num_probes: int = 30, seed: Any = None,
@@ -128,7 +137,8 @@ def diagonal(A: Any, *, method: str = "hutchinson", num_probes: int = 30, seed: 
         See the module docstring.
     num_probes : int
         The matvec budget: Hutchinson uses ``num_probes`` probes; XDiag
-        ``m = num_probes // 2`` probes and ``2 m`` products (``num_probes >= 4``).
+        ``m = num_probes // 2`` probes and ``2 m`` products (``num_probes >= 4``; fewer when
+        the sketch is rank deficient, where the estimate is exact).
     seed : int, numpy Generator or None
         Seed of the probes.
     block : int
@@ -149,10 +159,9 @@ def diagonal(A: Any, *, method: str = "hutchinson", num_probes: int = 30, seed: 
             m, used = num_probes, num_probes
         else:
             m = min(num_probes // 2, n)
-            D = _xdiag(A, n, m, key, rdt)
+            D, used = _xdiag(A, n, m, key, rdt)
             mean = xp.mean(D, axis=1)
             M2 = xp.sum((D - mean[:, None]) ** 2, axis=1)
-            used = 2 * m
     se = xp.sqrt(M2 / (m - 1) / m) if m > 1 else xp.full_like(mean, float("nan"))
     _check_finite(xp, mean, "diagonal")
     return DiagonalEstimate(value=mean, std_error=se, matvecs=used, method=method, samples=m)
