@@ -135,7 +135,7 @@ def test_cg_solves_spd_systems_to_the_requested_tolerance(backend):
         hist = np.asarray(res.residual_history)
         assert hist.shape[0] == res.iterations + 1
 
-    run(backend, prop, systems("spd"), max_examples=_examples(backend, 80))
+    run(backend, prop, systems("spd"), max_examples=_examples(backend, 30))
 
 
 @pytest.mark.parametrize("kind", ["indefinite", "spd", "rank_deficient"])
@@ -144,7 +144,7 @@ def test_minres_solves_symmetric_systems_to_the_requested_tolerance(backend, kin
         res = specop.minres(sys.op(backend), sys.rhs(backend), rtol=sys.rtol, maxiter=40 * len(sys.b))
         _check_solution(sys, res, backend)
 
-    run(backend, prop, systems(kind), max_examples=_examples(backend, 60))
+    run(backend, prop, systems(kind), max_examples=_examples(backend, 25))
 
 
 def test_cg_solves_consistent_rank_deficient_systems_with_the_minimum_norm_solution(backend):
@@ -158,7 +158,7 @@ def test_cg_solves_consistent_rank_deficient_systems_with_the_minimum_norm_solut
         # from x0 = 0 the iterates stay in the range of A: the pseudo-inverse solution
         assert np.all(np.linalg.norm(x - pinv, axis=0) <= tol * (np.linalg.norm(pinv, axis=0) + 1e-300) + 1e-12)
 
-    run(backend, prop, systems("rank_deficient", dtypes=("float64",)), max_examples=_examples(backend, 40))
+    run(backend, prop, systems("rank_deficient", dtypes=("float64",)), max_examples=_examples(backend, 20))
 
 
 def test_minres_with_shift_solves_the_shifted_system(backend):
@@ -170,7 +170,7 @@ def test_minres_with_shift_solves_the_shifted_system(backend):
         _check_solution(sys, res, backend, shift=s)
 
     run(backend, prop, systems("indefinite", dtypes=("float64",)), st.floats(-1.5, 1.5),
-        max_examples=_examples(backend, 40))
+        max_examples=_examples(backend, 20))
 
 
 def _scipy_count(solver: Any, A: np.ndarray, b: np.ndarray, rtol: float) -> int:
@@ -197,7 +197,7 @@ def test_iteration_counts_are_within_a_few_of_scipys(backend, name):
         assert res.iterations <= theirs + max(3, theirs // 10), (res.iterations, theirs)
 
     run(backend, prop, systems(kind, dtypes=("float64",), block=False, max_cond=max_cond),
-        max_examples=_examples(backend, 40))
+        max_examples=_examples(backend, 20))
 
 
 def test_blocks_equal_column_by_column_solves(backend):
@@ -217,7 +217,7 @@ def test_blocks_equal_column_by_column_solves(backend):
         assert block.matvecs <= sum(int(i) for i in block.column_iterations) + 2 * sys.b.shape[1] + \
             (0 if backend.name in ("numpy", "torch", "jax", "array_api_strict") else 8 * sys.b.shape[1])
 
-    run(backend, prop, systems("spd"), st.sampled_from(["cg", "minres"]), max_examples=_examples(backend, 40))
+    run(backend, prop, systems("spd"), st.sampled_from(["cg", "minres"]), max_examples=_examples(backend, 20))
 
 
 def test_lsmr_matches_lstsq_on_tall_wide_and_rank_deficient_matrices(backend):
@@ -243,7 +243,7 @@ def test_lsmr_matches_lstsq_on_tall_wide_and_rank_deficient_matrices(backend):
         np.testing.assert_allclose(np.asarray(res.residual_norms).reshape(-1), true, rtol=1e-10, atol=1e-12)
 
     run(backend, prop, st.integers(0, 2**32 - 1), sizes(1, 15), sizes(1, 15), st.integers(1, 15),
-        st.sampled_from([0.0, 0.0, 0.3]), st.sampled_from([0, 2]), max_examples=_examples(backend, 40))
+        st.sampled_from([0.0, 0.0, 0.3]), st.sampled_from([0, 2]), max_examples=_examples(backend, 20))
 
 
 def test_lsmr_with_x0_and_damping_solves_for_x(backend):
