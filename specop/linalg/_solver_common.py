@@ -1,0 +1,385 @@
+"""The block driver shared by :func:`~specop.linalg.cg` and :func:`~specop.linalg.minres`.
+
+A solver is a *kernel*: ``start(X, R, tol)`` builds its state from iterates ``X`` and
+residuals ``R`` (columns = right-hand sides) and ``step(state)`` advances every column
+by one iteration, returning a residual-norm estimate and a status code per column
+(0 running, 1 converged by the estimate, 2 least-squares stagnation, 3 invariant Krylov
+space, -1 negative curvature / indefinite preconditioner; NaN for a non-finite value).
+Every update is masked by ``state["active"]``, so a column that finished stops changing
+even while the others go on. This module does everything else, once:
+
+* host synchronisation: the codes are read every iteration on the host and every
+  ``SYNC_EVERY`` iterations on accelerators; finished columns then leave the block
+  (their products are no longer formed), so a block costs the same matvecs as
+  column-by-column solves on the host;
+* NaN/Inf from a matvec: :class:`~specop.NonFiniteError` naming the solver and iteration;
+* the *true* residual ``b - A x`` of every finished column (one product per column),
+  which is what ``residual_norms`` reports and what decides ``converged``. A column whose
+  recursive residual met the tolerance but whose true residual does not is restarted
+  from the true residual (residual replacement: van der Vorst & Ye, "Residual
+  replacement strategies for Krylov subspace iterative methods for the convergence of
+  true residuals", SIAM J. Sci. Comput. 22, 2000) while that still halves it; past
+  that the attainable accuracy is reached and the column is reported unconverged;
+* warnings (:class:`~specop.ConvergenceWarning`) with the numbers, and the result.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from specop import backends
+from specop._errors import ConvergenceWarning, NonFiniteError
+from specop.operators.base import LinearOperator
+
+__all__ = ["SolveResult", "SYNC_EVERY", "check_real", "check_maxiter", "as_block", "as_operator",
+           "apply", "cdot", "drive", "result_dtype", "solve_block", "status"]
+
+#: Iterations between host reads of the convergence codes on an accelerator.
+SYNC_EVERY = 8
+
+
+@dataclass(frozen=True)
+class SolveResult:
+    """Outcome of :func:`~specop.linalg.cg`, :func:`~specop.linalg.minres` or :func:`~specop.linalg.lsmr`.
+
+    Unpacks as scipy's ``x, info = cg(A, b)``.
+
+    Attributes
+    ----------
+    x : array
+        The solution, shaped like ``b`` (``(n,)`` or ``(n, k)``), on the operator's backend
+        and device, in the promoted dtype of ``A`` and ``b``.
+    info : int
+        scipy's convention: 0 every column converged; ``> 0`` not converged (the iteration
+        count); ``< 0`` breakdown (negative curvature in cg, indefinite preconditioner).
+    residual_norms : numpy.ndarray
+        The *true* final residual norms ``||b - A x||`` (lsmr: of the damped system),
+        computed from the returned ``x``; shape ``()`` for a vector ``b``, ``(k,)`` for a block.
+    iterations : int
+        Iterations of the column that needed most.
+    matvecs : int
+        Products with ``A`` (single columns; lsmr counts ``A`` and ``A^T``), the final
+        true-residual products included.
+    converged : bool
+        Whether every column met the tolerance (by its true residual).
+    residual_history : numpy.ndarray
+        Residual norm per iteration (the solver's recursive estimate, the quantity its
+        stopping test saw; a true residual where a column was restarted), shape
+        ``(iterations + 1,)`` or ``(iterations + 1, k)``; a column that finished early
+        repeats its last value.
+    column_info : numpy.ndarray
+        ``info`` of each column (shape ``()`` or ``(k,)``).
+    column_iterations : numpy.ndarray
+        Iterations of each column.
+    negative_curvature : array or None
+        cg only: for columns that met ``p^T A p <= 0``, the direction ``p`` (zero
+        columns elsewhere), shaped like ``x``; None when no column did.
+    method : str
+        The solver.
+    """
+
+    x: Any = field(repr=False)
+    info: int
+    residual_norms: np.ndarray
+    iterations: int
+    matvecs: int
+    converged: bool
+    residual_history: np.ndarray = field(repr=False)
+    column_info: np.ndarray = field(repr=False)
+    column_iterations: np.ndarray = field(repr=False)
+    negative_curvature: Any = field(default=None, repr=False)
+    method: str = ""
+
+    def __iter__(self):
+        yield self.x
+        yield self.info
+
+
+# ------------------------------------------------------------------ argument checks
+def check_real(value: Any, name: str, low: float = 0.0) -> float:
+    """``float(value)`` for a finite real ``>= low``; ``ValueError`` naming ``name`` otherwise."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value < low:
+        raise ValueError(f"{name}: expected a finite number >= {low:g}, got {value!r}")
+    return float(value)
+
+
+def check_maxiter(maxiter: Any, default: int) -> int:
+    """``maxiter`` as a positive int (``default`` for None)."""
+    if maxiter is None:
+        return default
+    if isinstance(maxiter, bool) or not isinstance(maxiter, numbers.Integral) or maxiter < 1:
+        raise ValueError(f"maxiter: expected a positive integer or None, got {maxiter!r}")
+    return int(maxiter)
+
+
+def result_dtype(A: LinearOperator, b: Any) -> Any:
+    """dtype of the returned solution: ``A``'s and ``b``'s promoted (float32 with float64 gives float64)."""
+    return A.xp.result_type(A.dtype, b.dtype)
+
+
+def as_block(A: LinearOperator, b: Any, name: str, rows: int, rdt: Any) -> tuple[Any, bool]:
+    """``b`` (``(rows,)`` or ``(rows, k)``) as a ``(rows, k)`` block in ``rdt``; whether it was a vector."""
+    if not backends.is_array(b):
+        raise TypeError(f"{name}: expected a {A.backend} array, got {type(b).__name__}")
+    if b.ndim not in (1, 2):
+        raise ValueError(f"{name}: expected shape ({rows},) or ({rows}, k), got {tuple(b.shape)}")
+    B = A._check_input(b, b.ndim, rows, name)  # backend, device and shape, named
+    if b.ndim == 2 and b.shape[1] == 0:
+        raise ValueError(f"{name}: expected at least one right-hand side, got shape {tuple(b.shape)}")
+    B = backends.astype(B if b.ndim == 2 else B[:, None], rdt, A.xp)
+    norms = backends.to_numpy(cdot(A.xp, B, B))
+    if not np.all(np.isfinite(norms)):
+        raise ValueError(f"{name}: expected finite values, got NaN or Inf")
+    return B, b.ndim == 1
+
+
+def as_operator(M: Any, A: LinearOperator, name: str) -> LinearOperator:
+    """``M`` as a square operator matching ``A`` in size, backend and device."""
+    from specop.operators.algebra import check_compatible
+    from specop.operators.scipy_bridge import aslinearoperator
+
+    try:
+        op = aslinearoperator(M)
+    except TypeError as exc:
+        raise TypeError(f"{name}: expected an operator or a matrix, got {type(M).__name__}") from exc
+    if op.shape != A.shape:
+        raise ValueError(f"{name}: expected shape {A.shape} (that of A), got {op.shape}")
+    check_compatible(A, op, name)
+    return op
+
+
+# ------------------------------------------------------------------ small kernels
+def apply(A: LinearOperator, V: Any, rdt: Any) -> Any:
+    """``A @ V`` with ``V`` in ``rdt``: the product in ``A``'s dtype, the result back in ``rdt``."""
+    xp = A.xp
+    return backends.astype(A.matmat(backends.astype(V, A.dtype, xp)), rdt, xp)
+
+
+def cdot(xp: Any, U: Any, V: Any) -> Any:
+    """Column-wise inner products ``sum_i U[i, j] V[i, j]`` (device array of shape ``(k,)``)."""
+    return xp.sum(U * V, axis=0)
+
+
+def status(xp: Any, like: Any, *cases: tuple[Any, float]) -> Any:
+    """Status codes: the value of the first ``(mask, value)`` case that holds, 0 where none does."""
+    code = xp.zeros_like(like)
+    for mask, value in reversed(cases):
+        code = xp.where(mask, code * 0.0 + value, code)
+    return code
+
+
+def _take(xp: Any, arr: Any, idx: Any) -> Any:
+    return xp.take(arr, idx, axis=arr.ndim - 1)
+
+
+def _index(A: LinearOperator, idx: np.ndarray) -> Any:
+    kw = {} if A.device is None else {"device": A.device}
+    return A.xp.asarray(idx.astype(np.int64), **kw)
+
+
+def solve_block(A: LinearOperator, Aeff: LinearOperator, b: Any, x0: Any, rtol: float, atol: float,
+                maxiter: int, kernel: Any, what: str, callback: Any, rdt: Any) -> SolveResult:
+    """The common start of cg and minres: ``b`` and ``x0`` as blocks, tolerances, then :func:`drive`.
+
+    ``Aeff`` is the operator of the system (``A - shift I`` for minres), used for residuals.
+    """
+    xp = A.xp
+    B, vector = as_block(A, b, "b", A.shape[0], rdt)
+    matvecs = 0
+    if x0 is None:
+        X, R = xp.zeros_like(B), B
+    else:
+        if not backends.is_array(x0) or tuple(x0.shape) != tuple(b.shape):
+            shape = tuple(x0.shape) if backends.is_array(x0) else type(x0).__name__
+            raise ValueError(f"x0: expected shape {tuple(b.shape)} (that of b), got {shape}")
+        X, _ = as_block(A, x0, "x0", A.shape[1], rdt)
+        R = B - apply(Aeff, X, rdt)
+        matvecs = B.shape[1]
+    bnorm = backends.to_numpy(xp.sqrt(cdot(xp, B, B))).astype(np.float64)
+    tol = np.maximum(rtol * bnorm, atol)
+    with backends.host_blas_single_thread(xp):
+        return drive(Aeff, kernel, B, X, R, tol, maxiter, what, callback, vector, result_dtype(A, b), matvecs)
+
+
+# ------------------------------------------------------------------ the driver
+class _Columns:
+    """Host bookkeeping of every right-hand side: history, iterations, codes, final iterates."""
+
+    def __init__(self, k: int, res0: np.ndarray) -> None:
+        self.history: list[list[float]] = [[float(r)] for r in res0]
+        self.iters = np.zeros(k, dtype=np.int64)
+        self.codes = np.zeros(k, dtype=np.int64)
+        self.x: list[Any] = [None] * k
+        self.direction: list[Any] = [None] * k
+        self.finals: list[dict[str, Any]] = [{} for _ in range(k)]
+        self.true = res0.astype(np.float64).copy()
+
+
+def drive(A: LinearOperator, kernel: Any, B: Any, X: Any, R: Any, tol: np.ndarray, maxiter: int,
+          what: str, callback: Any, vector: bool, out_dtype: Any, matvecs: int) -> SolveResult:
+    """Run ``kernel`` on the columns of ``B`` from iterates ``X`` with residuals ``R`` (see the module docstring)."""
+    xp, rdt = A.xp, B.dtype
+    k = B.shape[1]
+    sync_every = 1 if backends.is_host(xp, A.device) else SYNC_EVERY
+    res0 = backends.to_numpy(xp.sqrt(cdot(xp, R, R))).astype(np.float64)
+    if not np.all(np.isfinite(res0)):
+        raise NonFiniteError(f"{what}: the product A @ x0 returned NaN or Inf (iteration 0)")
+    cols = _Columns(k, res0)
+    todo = np.flatnonzero(~(res0 <= tol))
+    for j in np.flatnonzero(res0 <= tol):
+        cols.x[j], cols.codes[j] = X[:, int(j)], 1
+    if todo.size < k:
+        idx = _index(A, todo)
+        X, R = _take(xp, X, idx), _take(xp, R, idx)
+    while todo.size:  # X, R: the iterates and true residuals of the columns ``todo``
+        matvecs += _round(A, kernel, X, R, todo, tol, maxiter, cols, sync_every, what, callback, k)
+        finished = todo
+        Xf = xp.stack([cols.x[j] for j in finished], axis=1)
+        Rf = _take(xp, B, _index(A, finished)) - apply(A, Xf, rdt)
+        matvecs += finished.size
+        true = backends.to_numpy(xp.sqrt(cdot(xp, Rf, Rf))).astype(np.float64)
+        if not np.all(np.isfinite(true)):
+            raise NonFiniteError(f"{what}: the true-residual product A @ x returned NaN or Inf")
+        again = []
+        for i, j in enumerate(finished):
+            refine = (cols.codes[j] > 0 and not true[i] <= tol[j] and true[i] <= 0.5 * cols.true[j]
+                      and cols.iters[j] < maxiter)
+            cols.true[j] = true[i]
+            cols.history[j][-1] = float(true[i]) if refine else cols.history[j][-1]
+            if refine:
+                again.append(i)
+        if again:
+            sel = _index(A, np.asarray(again))
+            X, R = _take(xp, Xf, sel), _take(xp, Rf, sel)
+        todo = finished[np.asarray(again, dtype=np.int64)]
+    return _result(A, B, cols, tol, maxiter, what, vector, out_dtype, matvecs)
+
+
+def _round(A: LinearOperator, kernel: Any, X: Any, R: Any, cols_idx: np.ndarray, tol: np.ndarray,
+           maxiter: int, cols: _Columns, sync_every: int, what: str, callback: Any, k: int) -> int:
+    """One restart of the kernel on the columns ``cols_idx``; returns the matvecs it spent."""
+    xp = A.xp
+    tol_dev = backends.from_numpy(tol[cols_idx], xp, A.device, X.dtype)
+    s = kernel.start(X, R, tol_dev)
+    kw = {} if A.device is None else {"device": A.device}
+    s["active"] = xp.ones((cols_idx.size,), dtype=xp.bool, **kw)
+    s["masked"] = sync_every > 1  # on the host finished columns leave at once: no masking needed
+    live = cols_idx.copy()  # global indices of the state's columns
+    matvecs = 0
+    while live.size:
+        chunk = int(min(sync_every, int(np.min(maxiter - cols.iters[live]))))
+        res_log, code_log = [], []
+        for _ in range(chunk):
+            s, res, code = kernel.step(s)
+            s["active"] = s["active"] & (code == 0)
+            res_log.append(res)
+            code_log.append(code)
+            if callback is not None:
+                callback(_assemble(xp, s["X"], live, cols, k))
+        matvecs += kernel.products * live.size * chunk
+        res_h = backends.to_numpy(xp.stack(res_log)).astype(np.float64)
+        code_h = backends.to_numpy(xp.stack(code_log)).astype(np.float64)
+        done = np.zeros(live.size, dtype=bool)
+        for c, j in enumerate(live):
+            stop = np.flatnonzero(code_h[:, c] != 0)  # NaN != 0 too
+            last = int(stop[0]) if stop.size else chunk - 1
+            if not (np.all(np.isfinite(res_h[: last + 1, c])) and np.isfinite(code_h[last, c])):
+                bad = int(np.flatnonzero(~(np.isfinite(res_h[:, c]) & np.isfinite(code_h[:, c])))[0])
+                raise NonFiniteError(f"{what}: the matvec at iteration {cols.iters[j] + bad + 1} returned NaN or Inf"
+                                     + (f" (right-hand side {j})" if k > 1 else ""))
+            cols.history[j] += res_h[: last + 1, c].tolist()
+            cols.iters[j] += last + 1
+            if stop.size or cols.iters[j] >= maxiter:
+                done[c] = True
+                cols.codes[j] = int(code_h[last, c]) if stop.size else 0
+        if done.any():
+            for c in (int(i) for i in np.flatnonzero(done)):
+                g = int(live[c])
+                cols.x[g] = s["X"][:, c]
+                if cols.codes[g] == -1 and hasattr(kernel, "direction"):
+                    cols.direction[g] = kernel.direction(s)[:, c]
+                if hasattr(kernel, "finals"):  # per-column scalars a solver reports (lsmr's norm estimates)
+                    cols.finals[g] = {name: v[c] for name, v in kernel.finals(s).items()}
+            keep = _index(A, np.flatnonzero(~done))
+            s = {name: _take(xp, v, keep) if _is_columns(v, live.size) else v for name, v in s.items()}
+            live = live[~done]
+    return matvecs
+
+
+def _is_columns(v: Any, k: int) -> bool:
+    return backends.is_array(v) and v.ndim >= 1 and v.shape[-1] == k
+
+
+def _assemble(xp: Any, X: Any, live: np.ndarray, cols: _Columns, k: int) -> Any:
+    """The current iterate of every column (for ``callback``)."""
+    pos = {int(j): c for c, j in enumerate(live)}
+    parts = [X[:, pos[j]] if j in pos else cols.x[j] for j in range(k)]
+    return xp.stack(parts, axis=1)
+
+
+def _result(A: LinearOperator, B: Any, cols: _Columns, tol: np.ndarray, maxiter: int, what: str,
+            vector: bool, out_dtype: Any, matvecs: int) -> SolveResult:
+    xp = A.xp
+    conv = cols.true <= tol
+    info_c = np.where(conv, 0, np.where(cols.codes < 0, -1, np.maximum(cols.iters, 1)))
+    bnorm = backends.to_numpy(xp.sqrt(cdot(xp, B, B))).astype(np.float64)
+    rel = cols.true / np.where(bnorm > 0, bnorm, 1.0)
+    neg = np.flatnonzero(cols.codes == -1)
+    curvature = None
+    if any(cols.direction[j] is not None for j in range(len(cols.x))):
+        zero = xp.zeros_like(cols.x[0])
+        curvature = xp.stack([d if d is not None else zero for d in cols.direction], axis=1)
+        curvature = backends.astype(curvature, out_dtype, xp)
+        curvature = curvature[:, 0] if vector else curvature
+    if neg.size:
+        which = "" if vector else f" (right-hand sides {neg.tolist()})"
+        warnings.warn(f"{what}: stopped at iteration(s) {cols.iters[neg].tolist()}{which}: "
+                      f"{_breakdown_text(what)}; relative residual(s) {_fmt(rel[neg])}",
+                      ConvergenceWarning, stacklevel=3)
+    bad = np.flatnonzero(~conv & (cols.codes >= 0))
+    if bad.size:
+        which = "" if vector else f"{bad.size} of {len(cols.x)} right-hand sides: "
+        why = [_reason(int(cols.codes[j]), int(cols.iters[j]), maxiter) for j in bad]
+        warnings.warn(f"{what}: {which}not converged: relative residual(s) {_fmt(rel[bad])} > tolerance(s) "
+                      f"{_fmt(tol[bad] / np.where(bnorm[bad] > 0, bnorm[bad], 1.0))} ({'; '.join(sorted(set(why)))})",
+                      ConvergenceWarning, stacklevel=3)
+    length = max(len(h) for h in cols.history)
+    hist = np.array([h + [h[-1]] * (length - len(h)) for h in cols.history]).T
+    x = backends.astype(xp.stack(cols.x, axis=1), out_dtype, xp)
+    info = 0 if conv.all() else (-1 if neg.size else int(cols.iters.max()))
+    squeeze = (lambda a: a[..., 0]) if vector else (lambda a: a)
+    return SolveResult(x=x[:, 0] if vector else x, info=info, residual_norms=squeeze(cols.true),
+                       iterations=int(cols.iters.max()), matvecs=int(matvecs), converged=bool(conv.all()),
+                       residual_history=squeeze(hist), column_info=squeeze(info_c),
+                       column_iterations=squeeze(cols.iters.copy()), negative_curvature=curvature,
+                       method=what)
+
+
+def _breakdown_text(what: str) -> str:
+    if what == "cg":
+        return ("negative curvature p^T A p <= 0 (A is not positive definite, or the preconditioner "
+                "is not): the iterate before that step is returned and the direction p is in "
+                "result.negative_curvature; use minres for a symmetric indefinite A")
+    return "the preconditioner M is not positive definite (r^T M r < 0)"
+
+
+def _reason(code: int, iters: int, maxiter: int) -> str:
+    if iters >= maxiter and code in (0, 1):
+        return f"iteration limit maxiter = {maxiter} reached"
+    if code == 2:
+        return "the residual stagnated at a least-squares solution: b is not in the range of the operator"
+    if code == 3:
+        return "the Krylov space became invariant: b is not in the range of the operator"
+    if code == 1:
+        return "the true residual stagnated above the tolerance: the attainable accuracy of the operator's dtype"
+    return f"iteration limit maxiter = {maxiter} reached"
+
+
+def _fmt(a: np.ndarray) -> str:
+    return ", ".join(f"{v:.2e}" for v in np.asarray(a).ravel()[:6]) + (" ..." if np.asarray(a).size > 6 else "")

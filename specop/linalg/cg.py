@@ -1,0 +1,130 @@
+"""Preconditioned conjugate gradients for symmetric positive definite operators.
+
+Hestenes & Stiefel, "Methods of conjugate gradients for solving linear systems",
+J. Res. Nat. Bur. Standards 49, 1952 (Algorithm (3:1a-f)); preconditioned form as in
+Saad, *Iterative Methods for Sparse Linear Systems*, 2nd ed., Algorithm 9.1. With
+``M ~ A^{-1}`` symmetric positive definite, from ``r_0 = b - A x_0``, ``z_0 = M r_0``,
+``p_0 = z_0``::
+
+    alpha_j = (r_j . z_j) / (p_j . A p_j)
+    x_{j+1} = x_j + alpha_j p_j,   r_{j+1} = r_j - alpha_j A p_j,   z_{j+1} = M r_{j+1}
+    beta_j  = (r_{j+1} . z_{j+1}) / (r_j . z_j),   p_{j+1} = z_{j+1} + beta_j p_j
+
+A column stops when ``||r_j|| <= max(rtol ||b||, atol)`` (scipy's test) or when it meets
+negative curvature ``p_j . A p_j <= 0``: then ``A`` is not positive definite (Steihaug,
+"The conjugate gradient method and trust regions in large scale optimization", SIAM J.
+Numer. Anal. 20, 1983, uses the same test), the iterate before that step is returned with
+``info = -1``, a warning, and ``p_j`` in ``result.negative_curvature``. Columns of a block
+``b`` run independent recurrences through one ``matmat`` per iteration; the stopping,
+true-residual check and restarts are those of ``specop.linalg._solver_common``. Vectors
+and scalars are float64 (where the backend has it) whatever the operator's dtype.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from specop.linalg._common import prepare, recurrence_dtype
+from specop.linalg._solver_common import (
+    SolveResult,
+    apply,
+    as_operator,
+    cdot,
+    check_maxiter,
+    check_real,
+    solve_block,
+    status,
+)
+
+__all__ = ["cg"]
+
+
+class _CG:
+    """One CG iteration on every column of the block (masked by ``state["active"]``)."""
+
+    products = 1
+
+    def __init__(self, A: Any, M: Any, rdt: Any) -> None:
+        self.A, self.M, self.rdt, self.xp = A, M, rdt, A.xp
+
+    def _precond(self, R: Any) -> Any:
+        return R if self.M is None else apply(self.M, R, self.rdt)
+
+    def start(self, X: Any, R: Any, tol: Any) -> dict[str, Any]:
+        Z = self._precond(R)
+        return {"X": X, "R": R, "P": Z, "rho": cdot(self.xp, R, Z), "tol": tol}
+
+    def step(self, s: dict[str, Any]) -> tuple[dict[str, Any], Any, Any]:
+        xp = self.xp
+        act, P, rho = s["active"], s["P"], s["rho"]
+        AP = apply(self.A, P, self.rdt)
+        pap = cdot(xp, P, AP)
+        ok = act & (pap > 0) & (rho > 0)
+        alpha = xp.where(ok, rho / xp.where(ok, pap, 1.0), 0.0)
+        X = s["X"] + alpha * P
+        R = s["R"] - alpha * AP
+        Z = self._precond(R)
+        rho_new = cdot(xp, R, Z)
+        beta = xp.where(ok, rho_new / xp.where(ok, rho, 1.0), 0.0)
+        s["P"] = xp.where(ok, Z + beta * P, P)
+        s["X"], s["R"], s["rho"] = X, R, xp.where(ok, rho_new, rho)
+        res = xp.sqrt(cdot(xp, R, R))
+        conv = ok & (res <= s["tol"])
+        broken = act & ((pap <= 0) | (ok & ~conv & (rho_new <= 0)))  # negative curvature, or M not SPD
+        code = status(xp, res, (broken, -1.0), (conv, 1.0))
+        finite = xp.isfinite(pap) & xp.isfinite(res)
+        return s, res, xp.where(act & ~finite, xp.nan, code)
+
+    def direction(self, s: dict[str, Any]) -> Any:
+        return s["P"]
+
+
+def cg(A: Any, b: Any, *, x0: Any = None, rtol: float = 1e-5, atol: float = 0.0, maxiter: int | None = None,
+       M: Any = None, callback: Callable[[Any], None] | None = None) -> SolveResult:
+    """Solve ``A x = b`` for a symmetric positive definite ``A`` by (preconditioned) conjugate gradients.
+
+    Parameters
+    ----------
+    A : LinearOperator or array-like
+        Square symmetric positive definite operator (anything :func:`specop.aslinearoperator` takes).
+    b : array, shape (n,) or (n, k)
+        Right-hand side(s) on the operator's backend and device; the ``k`` columns of a block
+        run independent recurrences through one ``matmat`` per iteration.
+    x0 : array, optional
+        Starting guess shaped like ``b`` (default zero; a given ``x0`` costs one product).
+    rtol, atol : float
+        A column has converged when ``||b - A x|| <= max(rtol ||b||, atol)`` (scipy's test).
+    maxiter : int, optional
+        Iterations per column (default ``10 n``, scipy's).
+    M : LinearOperator or array-like, optional
+        Symmetric positive definite preconditioner approximating ``A^{-1}`` (scipy's meaning);
+        e.g. :func:`specop.spectral_preconditioner`.
+    callback : callable, optional
+        Called as ``callback(xk)`` after every iteration with the current iterate (shape
+        ``(n, 1)`` or ``(n, k)``; on accelerators it costs one stack of the columns).
+
+    Returns
+    -------
+    SolveResult
+        Unpacks as ``x, info``. ``residual_norms`` are true residuals of the returned ``x``.
+        A column that meets ``p^T A p <= 0`` stops with ``info = -1``, a
+        :class:`~specop.ConvergenceWarning` and ``p`` in ``negative_curvature``; a column
+        that misses the tolerance warns likewise and reports ``converged=False``.
+
+    Raises
+    ------
+    NonFiniteError
+        When a product returns NaN or Inf (the iteration is named).
+    ValueError, TypeError
+        For bad arguments (each names the argument).
+    """
+    A, n = prepare(A, "cg")
+    rtol, atol = check_real(rtol, "rtol"), check_real(atol, "atol")
+    maxiter = check_maxiter(maxiter, 10 * n)
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback: expected a callable or None, got {type(callback).__name__}")
+    Mop = None if M is None else as_operator(M, A, "M")
+    rdt = recurrence_dtype(A, "float64")
+    return solve_block(A, A, b, x0, rtol, atol, maxiter, _CG(A, Mop, rdt), "cg", callback, rdt)
+

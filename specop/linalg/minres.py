@@ -1,0 +1,198 @@
+"""MINRES for symmetric (indefinite) systems ``(A - shift I) x = b``.
+
+Paige & Saunders, "Solution of sparse indefinite systems of linear equations", SIAM J.
+Numer. Anal. 12, 1975: the Lanczos process on ``A - shift I`` (preconditioned by an SPD
+``M ~ (A - shift I)^{-1}``) builds the tridiagonal ``T_k``; a QR factorization of the
+extended ``T_k`` by Givens rotations, updated one rotation per step, gives the iterate
+``x_k`` of minimal residual over the Krylov space through the short recurrence
+``w_k = (v_k - eps_k w_{k-2} - delta_k w_{k-1}) / gamma_k``, ``x_k = x_{k-1} + phi_k w_k``,
+and the residual norm ``|phibar_{k+1}|`` for free (the recurrence as in the authors'
+reference implementation, also scipy's). With a preconditioner ``phibar`` is the
+``M``-norm of the residual, so the 2-norm residual is carried by the recurrence
+``r_k = r_{k-1} - phi_k (A - shift I) w_k`` (three more vectors).
+
+A column stops when ``||r_k|| <= max(rtol ||b||, atol)`` (the test of :func:`cg`, not
+scipy's backward-error test ``||r|| <= rtol ||A|| ||x||``, which stops earlier), when the
+Lanczos process breaks down (``beta_{k+1} <= eps ||T_k||_F``: the Krylov space is invariant and
+``x_k`` is final; a small but larger ``beta`` is no breakdown for MINRES, and stopping there
+would lose what the next steps still gain on ill-conditioned systems), or when the
+residual cannot decrease further: ``||(A - shift I) r_k|| <= sqrt(eps) ||T_k||_F ||r_k||``
+(scipy's least-squares test with ``sqrt(eps)`` for its ``rtol``, which stops ill-conditioned
+consistent systems far too early, when ``r`` lies along small eigenvalues; near ``cond = 1e8``
+it may still fire on a plateau, which costs a restart), or ``gamma_k <=
+100 eps ||T_k||_F`` (the extended ``T_k`` is singular: an inconsistent singular system at the
+end of its Krylov space, where the update would divide by ``gamma_k``; ``x`` is kept). These
+end the column's round; if its true residual then misses the tolerance but has at least
+halved, it restarts from it, otherwise it is reported unconverged, as a least-squares solution
+of an inconsistent singular system.
+Columns of a block run through one ``matmat`` per iteration; true residuals, restarts and
+warnings are those of ``specop.linalg._solver_common``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from specop import backends
+from specop.linalg._common import prepare, recurrence_dtype
+from specop.linalg._solver_common import (
+    SolveResult,
+    apply,
+    as_operator,
+    cdot,
+    check_maxiter,
+    check_real,
+    solve_block,
+    status,
+)
+
+__all__ = ["minres"]
+
+_SCALARS = ("beta", "oldb", "dbar", "epsln", "phibar", "cs", "sn", "tnorm2")
+
+
+class _Minres:
+    """One MINRES iteration on every column of the block (masked by ``state["active"]``)."""
+
+    products = 1
+
+    def __init__(self, A: Any, shift: float, M: Any, rdt: Any) -> None:
+        self.A, self.shift, self.M, self.rdt, self.xp = A, shift, M, rdt, A.xp
+        self.eps = float(np.finfo(backends.dtype_name(A.dtype)).eps)
+        self.lstol = float(np.sqrt(self.eps))
+
+    def _op(self, V: Any) -> Any:
+        AV = apply(self.A, V, self.rdt)
+        return AV - self.shift * V if self.shift else AV
+
+    def _precond(self, R: Any) -> Any:
+        return R if self.M is None else apply(self.M, R, self.rdt)
+
+    def start(self, X: Any, R: Any, tol: Any) -> dict[str, Any]:
+        xp = self.xp
+        Y = self._precond(R)
+        b2 = cdot(xp, R, Y)
+        beta1 = xp.sqrt(xp.where(b2 > 0, b2, 0.0))
+        zeros = xp.zeros_like(beta1)
+        s = {"X": X, "R1": R, "R2": R, "Y": Y, "W": xp.zeros_like(X), "W2": xp.zeros_like(X), "tol": tol,
+             "beta": beta1, "oldb": zeros, "dbar": zeros, "epsln": zeros, "phibar": beta1,
+             "cs": zeros - 1.0, "sn": zeros, "tnorm2": zeros, "first": True, "mbad": b2 < 0}
+        if self.M is not None:
+            s.update(RT=R, AW=xp.zeros_like(X), AW2=xp.zeros_like(X))
+        return s
+
+    def step(self, s: dict[str, Any]) -> tuple[dict[str, Any], Any, Any]:
+        xp = self.xp
+        act = s["active"]
+        beta, oldb = s["beta"], s["oldb"]
+        live = act & (beta > 0)
+        V = xp.where(live, 1.0 / xp.where(live, beta, 1.0), 0.0) * s["Y"]
+        AV = self._op(V)
+        Y = AV
+        if not s["first"]:
+            Y = Y - xp.where(live, beta / xp.where(oldb > 0, oldb, 1.0), 0.0) * s["R1"]
+        alfa = cdot(xp, V, Y)
+        Y = Y - xp.where(live, alfa / xp.where(live, beta, 1.0), 0.0) * s["R2"]
+        R1, R2 = s["R2"], Y
+        Yp = self._precond(R2)
+        b2 = cdot(xp, R2, Yp)
+        beta_n = xp.sqrt(xp.where(b2 > 0, b2, 0.0))
+        # ||T_k||_F^2 (scipy's also adds beta_1 = ||b|| at the first step, which mixes the scale of b in)
+        tnorm2 = s["tnorm2"] + alfa * alfa + beta_n * beta_n + (0.0 if s["first"] else beta * beta)
+        cs, sn, dbar = s["cs"], s["sn"], s["dbar"]
+        oldeps = s["epsln"]
+        delta = cs * dbar + sn * alfa
+        gbar = sn * dbar - cs * alfa
+        epsln = sn * beta_n
+        dbar_n = -cs * beta_n
+        root = xp.sqrt(gbar * gbar + dbar_n * dbar_n)
+        arnorm = s["phibar"] * root
+        gamma = xp.sqrt(gbar * gbar + beta_n * beta_n)
+        anorm = xp.sqrt(tnorm2)
+        # gamma at rounding level: the extended T_k is singular (an inconsistent singular system at the
+        # exhaustion of its Krylov space); the update would divide by it, so x stays and the column stops
+        singular = live & (gamma <= 100 * self.eps * anorm)
+        gamma = xp.where(gamma > 0, gamma, self.eps)
+        cs_n, sn_n = gbar / gamma, beta_n / gamma
+        phi = xp.where(live & ~singular, cs_n * s["phibar"], 0.0)
+        phibar = sn_n * s["phibar"]
+        W = (V - oldeps * s["W2"] - delta * s["W"]) / gamma
+        keep = s["masked"]
+
+        def upd(new: Any, old: Any) -> Any:
+            return xp.where(live, new, old) if keep else new
+
+        s["X"] = s["X"] + phi * W
+        s["W2"], s["W"] = upd(s["W"], s["W2"]), upd(W, s["W"])
+        s["R1"], s["R2"], s["Y"] = upd(R1, s["R1"]), upd(R2, s["R2"]), upd(Yp, s["Y"])
+        if self.M is not None:
+            AW = (AV - oldeps * s["AW2"] - delta * s["AW"]) / gamma
+            s["RT"] = s["RT"] - phi * AW
+            s["AW2"], s["AW"] = upd(s["AW"], s["AW2"]), upd(AW, s["AW"])
+            res = xp.sqrt(cdot(xp, s["RT"], s["RT"]))
+        else:
+            res = xp.abs(phibar)
+        for name, new in zip(_SCALARS, (beta_n, beta, dbar_n, epsln, phibar, cs_n, sn_n, tnorm2), strict=True):
+            s[name] = xp.where(live, new, s[name])
+        s["first"] = False
+        conv = live & ~singular & (res <= s["tol"])
+        invariant = live & ~conv & (beta_n <= self.eps * anorm)
+        lsq = live & ~conv & ~invariant & (singular | (arnorm <= self.lstol * anorm * res))
+        mbad = act & (s["mbad"] | (b2 < 0) | ~(beta > 0))  # M not SPD (or singular)
+        code = status(xp, res, (mbad, -1.0), (conv, 1.0), (invariant, 3.0), (lsq, 2.0))
+        finite = xp.isfinite(alfa) & xp.isfinite(b2) & xp.isfinite(res)
+        return s, res, xp.where(act & ~finite, xp.nan, code)
+
+
+def minres(A: Any, b: Any, *, x0: Any = None, shift: float = 0.0, rtol: float = 1e-5, atol: float = 0.0,
+           maxiter: int | None = None, M: Any = None, callback: Callable[[Any], None] | None = None) -> SolveResult:
+    """Solve ``(A - shift I) x = b`` for a symmetric, possibly indefinite ``A`` by MINRES.
+
+    Parameters
+    ----------
+    A : LinearOperator or array-like
+        Square symmetric operator (the Hessian case: indefinite is fine).
+    b : array, shape (n,) or (n, k)
+        Right-hand side(s); the columns of a block run independent recurrences through
+        one ``matmat`` per iteration.
+    x0 : array, optional
+        Starting guess shaped like ``b`` (default zero; a given ``x0`` costs one product).
+    shift : float
+        Solve with ``A - shift I`` (scipy's meaning); ``shift = -lambda`` gives the damped
+        system ``(A + lambda I) x = b``.
+    rtol, atol : float
+        A column has converged when ``||b - (A - shift I) x|| <= max(rtol ||b||, atol)``.
+    maxiter : int, optional
+        Iterations per column (default ``5 n``, scipy's).
+    M : LinearOperator or array-like, optional
+        Symmetric positive definite preconditioner approximating ``(A - shift I)^{-1}``.
+    callback : callable, optional
+        ``callback(xk)`` after every iteration (shape ``(n, 1)`` or ``(n, k)``).
+
+    Returns
+    -------
+    SolveResult
+        Unpacks as ``x, info``; ``residual_norms`` are true residuals of the returned ``x``.
+        A singular inconsistent system ends at a least-squares solution with
+        ``converged=False`` and a :class:`~specop.ConvergenceWarning` saying so.
+
+    Raises
+    ------
+    NonFiniteError
+        When a product returns NaN or Inf (the iteration is named).
+    ValueError, TypeError
+        For bad arguments (each names the argument).
+    """
+    A, n = prepare(A, "minres")
+    rtol, atol = check_real(rtol, "rtol"), check_real(atol, "atol")
+    shift = check_real(shift, "shift", low=-np.inf)
+    maxiter = check_maxiter(maxiter, 5 * n)
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback: expected a callable or None, got {type(callback).__name__}")
+    Mop = None if M is None else as_operator(M, A, "M")
+    rdt = recurrence_dtype(A, "float64")
+    Aeff = A.shift(shift) if shift else A
+    return solve_block(A, Aeff, b, x0, rtol, atol, maxiter, _Minres(A, shift, Mop, rdt), "minres", callback, rdt)
