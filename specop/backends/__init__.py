@@ -305,7 +305,11 @@ def vdot(u: Any, v: Any) -> Any:
 def scale(x: Any, c: Any) -> Any:
     """``x / c`` for a 0-d array or float ``c``, in place where the backend allows (caller owns ``x``)."""
     if aac.is_numpy_array(x) and x.flags.writeable:
-        x *= 1.0 / float(c)
+        inv = 1.0 / float(c)
+        if np.isfinite(inv):
+            x *= inv
+        else:  # a subnormal c: its reciprocal overflows, the quotient does not
+            x /= float(c)
         return x
     if aac.is_torch_array(x) and not x.requires_grad:
         return x.div_(c)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import numbers
 from typing import Any
 
@@ -13,7 +14,7 @@ from specop.operators.base import LinearOperator, check_square
 from specop.random import probes
 
 __all__ = ["check_positive_int", "check_choice", "recurrence_dtype", "start_vector", "dot",
-           "norm", "check_finite", "check_symmetric", "prepare"]
+           "norm", "column_norms", "host_norms", "host_hypot", "check_finite", "check_symmetric", "prepare"]
 
 REORTH = ("full", "selective", "none")
 
@@ -58,7 +59,7 @@ def start_vector(A: LinearOperator, v0: Any, seed: Any, dtype: Any, what: str, i
     else:
         v = A._check_input(v0, 1, n, f"{what}: v0")
         v = A.xp.astype(v, dtype)
-    nv = norm(A.xp, v)
+    nv = norm(A.xp, v, backends.is_host(A.xp, A.device))
     if not float(nv) > 0.0:
         raise ValueError(f"{what}: v0 must be a non-zero finite vector, got norm {float(nv)}")
     return v / nv
@@ -69,9 +70,75 @@ def dot(xp: Any, u: Any, v: Any) -> Any:
     return backends.vdot(u, v)
 
 
-def norm(xp: Any, v: Any) -> Any:
-    """Euclidean norm of a vector as a 0-d array (no host synchronisation)."""
-    return xp.sqrt(backends.vdot(v, v))
+def _safe_range(dtype: Any) -> tuple[float, float]:
+    """``(lo, hi)``: a sum of squares inside this open interval lost nothing to underflow or overflow.
+
+    Below ``lo = tiny / eps^2`` the squares that underflowed to zero (each below ``tiny``) could
+    matter at the ``eps`` level; at or above ``hi`` (the largest finite value) a square overflowed.
+    """
+    info = np.finfo(backends.dtype_name(dtype))
+    return float(info.tiny) / float(info.eps) ** 2, float(info.max)
+
+
+def norm(xp: Any, v: Any, host: bool = True) -> Any:
+    """Euclidean norm of a vector as a 0-d array, free of overflow and underflow.
+
+    ``sqrt(v . v)`` overflows once ``|v| > sqrt(max)`` (1e154 in float64) and underflows
+    to zero below ``sqrt(tiny)`` (1e-154): a norm that breaks at a scale every entry of
+    ``v`` survives. The scaled norm ``s sqrt(sum((v / s)^2))`` with ``s = max |v|``
+    (LAPACK's ``dnrm2`` idea) is exact at every scale. On the host (``host=True``:
+    reading a scalar is free) the plain ``v . v`` is used when it is safely in range,
+    so ordinary inputs cost what they did; on an accelerator the scaled form is always
+    used (two more passes over ``v``, no host synchronisation).
+    """
+    with np.errstate(over="ignore", under="ignore"):  # an out-of-range v . v is detected below
+        ss = backends.vdot(v, v)
+    if host:
+        lo, hi = _safe_range(v.dtype)
+        if lo < float(ss) < hi:
+            return xp.sqrt(ss)
+    return _scaled_norm(xp, v, None)
+
+
+def column_norms(xp: Any, W: Any, host: bool = True) -> Any:
+    """Euclidean norms of the columns of ``W`` (n, b) as a (b,) array, scaled like :func:`norm`."""
+    with np.errstate(over="ignore", under="ignore"):
+        ss = xp.sum(W * W, axis=0)
+    if host:
+        lo, hi = _safe_range(W.dtype)
+        h = backends.to_numpy(ss)
+        if bool(np.all((h > lo) & (h < hi))):
+            return xp.sqrt(ss)
+    return _scaled_norm(xp, W, 0)
+
+
+def _scaled_norm(xp: Any, v: Any, axis: int | None) -> Any:
+    s = xp.max(xp.abs(v), axis=axis)
+    s = xp.where(s > 0, s, xp.ones_like(s))  # a zero vector: 0 / 1, not 0 / 0
+    u = v / s
+    return s * xp.sqrt(xp.sum(u * u, axis=axis))
+
+
+def host_norms(M: np.ndarray, axis: int = 0) -> np.ndarray:
+    """Euclidean norms along ``axis`` of a host float64 array, scaled where the plain sum of squares
+    would underflow or overflow (``numpy.linalg.norm``, bit for bit, everywhere else)."""
+    M = np.asarray(M, dtype=np.float64)
+    with np.errstate(over="ignore", under="ignore"):
+        ss = np.sum(M * M, axis=axis)
+    lo, hi = _safe_range(np.float64)
+    if M.size == 0 or bool(np.all((ss > lo) & (ss < hi))):
+        return np.sqrt(ss)
+    s = np.max(np.abs(M), axis=axis, keepdims=True)
+    s = np.where(s > 0, s, 1.0)
+    return np.squeeze(s, axis=axis) * np.sqrt(np.sum((M / s) ** 2, axis=axis))
+
+
+def host_hypot(values: Any) -> float:
+    """``sqrt(sum(v^2))`` of host floats, exact at every scale (``math.hypot``) where the plain sum is not."""
+    with np.errstate(over="ignore", under="ignore"):
+        ss = sum(v * v for v in values)
+    lo, hi = _safe_range(np.float64)
+    return math.sqrt(ss) if (lo < ss < hi or not values) else math.hypot(*values)
 
 
 def check_finite(values: np.ndarray, what: str, first_step: int) -> None:

@@ -33,6 +33,11 @@ def _gauss(grid: np.ndarray, nodes: np.ndarray, weights: np.ndarray, sigma: floa
     return np.einsum("ri,rig->rg", weights, np.exp(-0.5 * z * z)) / (sigma * np.sqrt(2 * np.pi))
 
 
+def _point_width(x: float) -> float:
+    """The width standing in for a point spectrum at ``x``: ``|x|`` (relative, so any scale works), 1 at 0."""
+    return abs(x) if x != 0.0 else 1.0
+
+
 @dataclass(frozen=True)
 class SpectralDensity:
     """Base of the density estimates (see :class:`SLQDensity`, :class:`KPMDensity`).
@@ -56,7 +61,7 @@ class SpectralDensity:
     def default_grid(self, points: int = 512) -> np.ndarray:
         """An evenly spaced grid over the estimated spectrum (padded by 5%)."""
         lo, hi = self.support()
-        pad = 0.05 * (hi - lo) if hi > lo else 1.0
+        pad = 0.05 * (hi - lo) if hi > lo else _point_width(hi)
         return np.linspace(lo - pad, hi + pad, points)
 
     def support(self) -> tuple[float, float]:
@@ -145,7 +150,7 @@ class SLQDensity(SpectralDensity):
     def default_sigma(self) -> float:
         """1% of the spectral width (or 1% of the magnitude for a point spectrum)."""
         lo, hi = self.support()
-        return 0.01 * ((hi - lo) if hi > lo else max(abs(hi), 1.0))
+        return 0.01 * ((hi - lo) if hi > lo else _point_width(hi))
 
     def per_probe(self, grid: np.ndarray, sigma: float | None = None) -> np.ndarray:
         sigma = self.default_sigma() if sigma is None else float(sigma)

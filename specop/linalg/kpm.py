@@ -61,10 +61,12 @@ def estimate_bounds(A: Any, seed: Any, steps: int = 20, margin: float = 0.01) ->
 
 
 def chebyshev_moments(A: Any, V: Any, degree: int, bounds: tuple[float, float], rdt: Any,
-                      what: str) -> tuple[np.ndarray, int]:
+                      what: str, estimated: bool = False) -> tuple[np.ndarray, int]:
     """Moments ``v^T T_k(A_hat) v / v^T v`` for each column ``v`` of ``V`` (n, b).
 
     Returns the ``(b, degree + 1)`` moments and the matvecs spent per column.
+    ``estimated`` says that ``bounds`` came from :func:`estimate_bounds`, not from the
+    user (the error for bounds that miss the spectrum then says so).
     """
     xp = A.xp
     lo, hi = bounds
@@ -96,6 +98,10 @@ def chebyshev_moments(A: Any, V: Any, degree: int, bounds: tuple[float, float], 
     eps = float(np.finfo(backends.dtype_name(A.dtype)).eps)
     slack = 1e-6 + 10 * (degree + 1) * eps * max(abs(lo), abs(hi)) / half
     if np.max(np.abs(mu)) > 1.0 + slack:
+        if estimated:
+            raise ValueError(f"{what}: the bounds {bounds} estimated by a short Lanczos run do not contain "
+                             f"the spectrum (a Chebyshev moment reached {np.max(np.abs(mu)):.3g} > 1); "
+                             "pass bounds=(lo, hi) that do")
         raise ValueError(f"{what}: bounds {bounds} do not contain the spectrum "
                          f"(a Chebyshev moment reached {np.max(np.abs(mu)):.3g} > 1); widen them")
     return mu, matvecs

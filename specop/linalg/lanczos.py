@@ -161,7 +161,8 @@ def lanczos(A: Any, v0: Any = None, *, steps: int, reorth: str = "full", seed: A
     B = xp.zeros((steps, n), dtype=rdt, **kw) if store else None
     if store:
         B = backends.assign(B, 0, v)
-    sync_every = 1 if (reorth == "selective" or backends.is_host(xp, A.device)) else SYNC_EVERY
+    host = backends.is_host(xp, A.device)
+    sync_every = 1 if (reorth == "selective" or host) else SYNC_EVERY
     eps = float(np.finfo(backends.dtype_name(A.dtype)).eps)
     # orthogonality is lost at the rate of the matvec's rounding: the operator's eps, not the recurrence's
     omega = _Omega(steps, max(eps, float(np.finfo(backends.dtype_name(rdt)).eps))) if reorth == "selective" else None
@@ -186,7 +187,7 @@ def lanczos(A: Any, v0: Any = None, *, steps: int, reorth: str = "full", seed: A
         if (reorth == "full" or force_next) and j + 1 < steps:
             w, _ = project_out(B, w, j + 1)
             reorths += 1
-        b = norm(xp, w)
+        b = norm(xp, w, host)
         if omega is not None and j + 1 < steps:
             # Simon's rule: reorthogonalize q_{j+1} and q_{j+2} once omega passes sqrt(eps)
             need = omega.step(j, float(a), float(b), alpha_h)
@@ -195,7 +196,7 @@ def lanczos(A: Any, v0: Any = None, *, steps: int, reorth: str = "full", seed: A
                 force_next = False
             elif need:
                 w, _ = project_out(B, w, j + 1)
-                b = norm(xp, w)
+                b = norm(xp, w, host)
                 reorths += 1
                 omega.reset(j)
                 force_next = True

@@ -191,7 +191,7 @@ def spectral_density(A: Any, *, method: str = "slq", num_probes: int = 10, steps
             if method == "slq":
                 rows = _slq_block(target, V, steps, reorth, rdt, what)
             else:
-                mu, mv = chebyshev_moments(A, V, degree, interval, rdt, what)
+                mu, mv = chebyshev_moments(A, V, degree, interval, rdt, what, estimated=bounds is None)
                 rows = [(m, np.zeros(0), mv) for m in mu]
         except NonFiniteError as err:
             raise NonFiniteError(f"{what}: {err}") from err

@@ -52,6 +52,8 @@ from specop.linalg._common import (
     check_choice,
     check_finite,
     check_positive_int,
+    host_hypot,
+    host_norms,
     norm,
     prepare,
     recurrence_dtype,
@@ -189,6 +191,7 @@ class _ThickRestart:
         self.A, self.n, self.k, self.which, self.maxiter, self.ncv = A, n, k, which, maxiter, ncv
         self.seed, self.verify = seed, verify
         self.xp, self.rdt = A.xp, recurrence_dtype(A, "float64")
+        self.host = backends.is_host(A.xp, A.device)
         self.eps = float(np.finfo(backends.dtype_name(A.dtype)).eps)
         self.tol = tol if tol > 0 else self.eps
         kw = {} if A.device is None else {"device": A.device}
@@ -219,7 +222,7 @@ class _ThickRestart:
 
     def _locked_residual(self) -> float:
         """``||R_L||_F``: the locked pairs' residuals together."""
-        return math.sqrt(sum(r * r for r in self.locked_res))
+        return host_hypot(self.locked_res)
 
     def _converged(self, theta: np.ndarray, rho: np.ndarray, invariant: bool = False) -> np.ndarray:
         return rho <= np.maximum(self.tol * np.abs(theta), self._floor(invariant))
@@ -230,7 +233,7 @@ class _ThickRestart:
         v = start_vector(self.A, None, self.seed, self.rdt, "eigsh", index=self.fresh)
         if rows:
             v, _ = project_out(self.B, v, rows)
-        return v / norm(self.xp, v)
+        return v / norm(self.xp, v, self.host)
 
     def _affordable(self, conv: np.ndarray, rho: np.ndarray, want_vals: np.ndarray) -> np.ndarray:
         """The converged pairs that may be locked while other wanted pairs have not converged.
@@ -245,9 +248,16 @@ class _ThickRestart:
         if not conv.size:
             return conv
         cap = max(0.5 * self.tol * float(np.abs(want_vals).min()), 100 * self.eps * self.anorm)
-        budget = cap * cap - self._locked_residual() ** 2
         order = conv[np.argsort(rho[conv], kind="stable")]
-        return order[np.cumsum(np.square(rho[order])) <= budget]
+        lo, hi = 1e-150, 1e150  # cap^2 is a normal number: the plain sums of squares are exact
+        if lo < cap < hi:
+            budget = cap * cap - self._locked_residual() ** 2
+            return order[np.cumsum(np.square(rho[order])) <= budget]
+        if cap == 0.0:  # the zero operator: only exact pairs
+            return order[rho[order] == 0.0]
+        # in units of cap, so that the squares neither overflow nor underflow at any scale of A
+        budget = 1.0 - (self._locked_residual() / cap) ** 2
+        return order[np.cumsum(np.square(rho[order] / cap)) <= budget]
 
     def _status(self, theta: np.ndarray, rho: np.ndarray, verifying: bool,
                 invariant: bool) -> tuple[np.ndarray, bool, bool]:
@@ -283,7 +293,7 @@ class _ThickRestart:
             w, h = project_out(self.B, w, p + j + 1)
             hfull = backends.to_numpy(h).astype(np.float64)
             hh, self.C[:, j] = hfull[p:], hfull[:p]
-            beta = float(norm(xp, w))
+            beta = float(norm(xp, w, self.host))
             if not (math.isfinite(beta) and np.isfinite(hfull).all()):
                 check_finite(np.append(hfull, beta), "eigsh", self.matvecs - 1)
             T[: j + 1, j] = hh
@@ -296,7 +306,7 @@ class _ThickRestart:
                 self.anorm = max(self.anorm, float(np.abs(theta).max()))  # a lower bound of ||A||_2
                 rho = beta * np.abs(S[size - 1])
                 if p:  # the part of A y - theta y along the locked vectors (see _affordable)
-                    rho = np.hypot(rho, np.linalg.norm(self.C[:, :size] @ S, axis=0))
+                    rho = np.hypot(rho, host_norms(self.C[:, :size] @ S))
                 lock, finished, all_conv = self._status(theta, rho, verifying, invariant)
                 if invariant or finished or size == m:
                     break

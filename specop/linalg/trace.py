@@ -68,8 +68,12 @@ class Estimate:
 
 
 def _mean_se(samples: np.ndarray) -> tuple[float, float]:
-    se = float(samples.std(ddof=1) / np.sqrt(samples.size)) if samples.size > 1 else float("nan")
-    return float(samples.mean()), se
+    """Mean and standard error; in units of ``max |sample|`` where the squares would overflow or underflow."""
+    s = float(np.max(np.abs(samples))) if samples.size else 0.0
+    s = s if not 1e-140 < s < 1e140 and 0.0 < s < np.inf else 1.0
+    u = samples / s if s != 1.0 else samples
+    se = float(u.std(ddof=1) / np.sqrt(samples.size)) * s if samples.size > 1 else float("nan")
+    return float(u.mean()) * s, se
 
 
 def _quadratic_forms(A: Any, Z: Any, rdt: Any) -> np.ndarray:
@@ -90,7 +94,11 @@ def _hutchpp(A: Any, n: int, m: int, key: int, rdt: Any) -> tuple[float, np.ndar
     xp = A.xp
     s = m // 3
     S = probes(n, s, seed=key, like=A, start=0)
-    Q, _ = xp.linalg.qr(xp.astype(A.matmat(S), rdt))
+    Y = xp.astype(A.matmat(S), rdt)
+    # Q spans range(A S) whatever the scale of Y: divide by max |Y| first, so that a QR without
+    # scaled norms (XLA's) neither underflows nor overflows at ||A|| ~ 1e-300 or 1e300
+    top = xp.max(xp.abs(Y))
+    Q, _ = xp.linalg.qr(Y / xp.where(top > 0, top, xp.ones_like(top)))
     exact = float(backends.to_numpy(xp.sum(Q * xp.astype(A.matmat(xp.astype(Q, A.dtype)), rdt))))
     G = xp.astype(probes(n, m - 2 * s, seed=key, like=A, start=s), rdt)
     G = G - Q @ (Q.T @ G)
