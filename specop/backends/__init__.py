@@ -238,12 +238,15 @@ def sync(x: Any) -> None:
         cupy.cuda.get_current_stream().synchronize()
 
 
-def batched_apply(fn: Callable[[Any], Any], V: Any, xp: ModuleType) -> Any:
+def batched_apply(fn: Callable[[Any], Any], V: Any, xp: ModuleType,
+                  check: Callable[[Any], Any] | None = None) -> Any:
     """Apply a vector function ``fn`` to every column of ``V`` (n, k) -> (m, k).
 
     Uses ``torch.func.vmap`` / ``jax.vmap`` where available so that the columns go
     through one batched call; a function that cannot be vmapped (it calls
-    ``.item()``, numpy, ...) falls back to a loop over the columns.
+    ``.item()``, numpy, ...) falls back to a loop over the columns. ``check``, if given,
+    sees each column's result in the loop before the results are stacked (stacking
+    would convert, or fail obscurely on, a result of the wrong kind).
     """
     name = backend_name(xp)
     if name in ("torch", "jax") and V.shape[1] > 1:
@@ -258,6 +261,8 @@ def batched_apply(fn: Callable[[Any], Any], V: Any, xp: ModuleType) -> Any:
         except Exception:  # not vmappable: the loop below gives the same result
             pass
     cols = [fn(V[:, j]) for j in range(V.shape[1])]
+    if check is not None:
+        cols = [check(c) for c in cols]
     return xp.stack(cols, axis=1)
 
 

@@ -3,38 +3,25 @@
 from __future__ import annotations
 
 import math
-import numbers
 from typing import Any
 
 import numpy as np
 
 from specop import backends
 from specop._errors import NonFiniteError
+from specop._validate import Described, check_choice, check_positive_int, fail
 from specop.operators.base import LinearOperator, check_square
 from specop.random import probes
 
-__all__ = ["check_positive_int", "check_choice", "recurrence_dtype", "start_vector", "dot",
+__all__ = ["check_positive_int", "check_choice", "recurrence_dtype", "check_v0", "start_vector", "dot",
            "norm", "column_norms", "host_norms", "host_hypot", "check_finite", "check_symmetric", "prepare"]
 
 REORTH = ("full", "selective", "none")
 
 
-def check_positive_int(value: Any, name: str, low: int = 1) -> int:
-    """``int(value)`` if it is an integer ``>= low``; ``ValueError`` otherwise."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
-        raise ValueError(f"{name}: expected an integer >= {low}, got {value!r}")
-    return int(value)
-
-
-def check_choice(value: Any, name: str, choices: tuple[str, ...]) -> str:
-    """``value`` if it is one of ``choices``; ``ValueError`` naming them otherwise."""
-    if value not in choices:
-        raise ValueError(f"{name}: expected one of {choices}, got {value!r}")
-    return value
-
-
 def recurrence_dtype(A: LinearOperator, name: str | None) -> Any:
     """dtype of the Lanczos vectors and scalars: ``name`` (default float64) where available."""
+    check_choice(name, "recurrence_dtype", ("float64", "float32", None))
     if name is None:
         return A.dtype
     return backends.promote_dtype(A.xp, A.dtype, name)
@@ -51,17 +38,33 @@ def prepare(A: Any, what: str, check_symmetry: bool = False, seed: Any = 0) -> t
     return A, n
 
 
+def check_v0(A: LinearOperator, v0: Any, what: str) -> Any:
+    """``v0`` on ``A``'s backend, device and dtype, of shape ``(n,)``, finite and non-zero (or None).
+
+    Checked before any product, so that a bad start vector is blamed on ``v0`` and never on a
+    later matvec.
+    """
+    if v0 is None:
+        return None
+    v = A._check_input(v0, 1, A.shape[0], f"{what}: v0")
+    nv = float(norm(A.xp, A.xp.astype(v, backends.promote_dtype(A.xp, A.dtype)), True))
+    if not math.isfinite(nv):
+        raise fail(f"{what}: v0", "a finite non-zero vector", Described("a vector with NaN or Inf entries"))
+    if nv == 0.0:
+        raise fail(f"{what}: v0", "a finite non-zero vector", Described("the zero vector"))
+    return v
+
+
 def start_vector(A: LinearOperator, v0: Any, seed: Any, dtype: Any, what: str, index: int = 0) -> Any:
     """Unit start vector in ``dtype``: ``v0`` normalised, or seeded Gaussian probe ``index``."""
     n = A.shape[0]
     if v0 is None:
         v = probes(n, 1, seed=seed, kind="gaussian", like=A, dtype=dtype, start=index)[:, 0]
     else:
-        v = A._check_input(v0, 1, n, f"{what}: v0")
-        v = A.xp.astype(v, dtype)
+        v = A.xp.astype(check_v0(A, v0, what), dtype)
     nv = norm(A.xp, v, backends.is_host(A.xp, A.device))
-    if not float(nv) > 0.0:
-        raise ValueError(f"{what}: v0 must be a non-zero finite vector, got norm {float(nv)}")
+    if not float(nv) > 0.0:  # a probe cannot be zero; a v0 was checked (a float32 cast cannot zero it either)
+        raise fail(f"{what}: v0", "a finite non-zero vector", Described(f"one of norm {float(nv)}"))
     return v / nv
 
 
@@ -113,10 +116,11 @@ def column_norms(xp: Any, W: Any, host: bool = True) -> Any:
 
 
 def _scaled_norm(xp: Any, v: Any, axis: int | None) -> Any:
-    s = xp.max(xp.abs(v), axis=axis)
-    s = xp.where(s > 0, s, xp.ones_like(s))  # a zero vector: 0 / 1, not 0 / 0
-    u = v / s
-    return s * xp.sqrt(xp.sum(u * u, axis=axis))
+    with np.errstate(invalid="ignore", over="ignore", under="ignore"):  # NaN/Inf in v give NaN, checked by callers
+        s = xp.max(xp.abs(v), axis=axis)
+        s = xp.where(s > 0, s, xp.ones_like(s))  # a zero vector: 0 / 1, not 0 / 0
+        u = v / s
+        return s * xp.sqrt(xp.sum(u * u, axis=axis))
 
 
 def host_norms(M: np.ndarray, axis: int = 0) -> np.ndarray:

@@ -23,8 +23,12 @@ from specop.linalg.lanczos import _first_breakdown
 __all__ = ["lanczos_columns"]
 
 
-def lanczos_columns(A: Any, V: Any, steps: int, rdt: Any, what: str) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Run ``steps`` Lanczos steps from each column of ``V`` (n, b); ``[(alpha, beta), ...]`` per column."""
+def lanczos_columns(A: Any, V: Any, steps: int, rdt: Any, what: str,
+                    first: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Run ``steps`` Lanczos steps from each column of ``V`` (n, b); ``[(alpha, beta), ...]`` per column.
+
+    Column ``c`` is named probe ``first + c`` in the error for a NaN/Inf product.
+    """
     xp = A.xp
     n = A.shape[0]
     host = backends.is_host(xp, A.device)
@@ -53,6 +57,7 @@ def lanczos_columns(A: Any, V: Any, steps: int, rdt: Any, what: str) -> list[tup
     for c in range(alpha.shape[0]):
         stop = _first_breakdown(alpha[c], beta[c], 0, n, eps, 0.0)
         end = steps if stop is None else stop + 1
-        check_finite(np.concatenate([alpha[c, :end], beta[c, :end]]), f"{what} column {c}: lanczos", 0)
+        finite = np.isfinite(alpha[c, :end]) & np.isfinite(beta[c, :end])  # both come from the product at step j
+        check_finite(np.where(finite, 0.0, np.nan), f"{what} (probe {first + c}): lanczos", 0)
         out.append((alpha[c, :end], beta[c, :end]))
     return out

@@ -39,16 +39,19 @@ import numpy as np
 import scipy.linalg
 
 from specop import backends
+from specop._validate import check_bool, check_seed
 from specop.linalg._common import (
     REORTH,
     check_choice,
     check_finite,
     check_positive_int,
+    check_v0,
     dot,
     norm,
     prepare,
     start_vector,
 )
+from specop.linalg._common import check_symmetric as check_operator_symmetric
 from specop.linalg._common import (
     recurrence_dtype as resolve_rdtype,
 )
@@ -151,10 +154,16 @@ def lanczos(A: Any, v0: Any = None, *, steps: int, reorth: str = "full", seed: A
     NonFiniteError
         When a matvec returns NaN or Inf (the step is named).
     """
-    A, n = prepare(A, "lanczos", check_symmetric, seed)
+    A, n = prepare(A, "lanczos")
     steps = min(check_positive_int(steps, "steps"), n)
     check_choice(reorth, "reorth", REORTH)
+    check_seed(seed)
+    check_bool(return_basis, "return_basis")
+    check_bool(check_symmetric, "check_symmetric")
     xp, rdt = A.xp, resolve_rdtype(A, recurrence_dtype)
+    v0 = check_v0(A, v0, "lanczos")
+    if check_symmetric:
+        check_operator_symmetric(A, "lanczos", seed=seed)
     v = start_vector(A, v0, seed, rdt, "lanczos")
     store = reorth != "none" or return_basis
     kw = {} if A.device is None else {"device": A.device}

@@ -15,7 +15,9 @@ import numpy as np
 
 from specop import backends
 from specop._errors import NonFiniteError
+from specop._validate import check_bool, check_bounds, check_callable, check_path, check_seed, fail
 from specop.linalg._common import REORTH, check_choice, check_positive_int, prepare, recurrence_dtype
+from specop.linalg._common import check_symmetric as check_operator_symmetric
 from specop.linalg.batched import lanczos_columns
 from specop.linalg.checkpoint import Checkpoint
 from specop.linalg.density import KPMDensity, SLQDensity, SpectralDensity
@@ -72,11 +74,18 @@ class _Deflation:
         return V - self.U @ (self.U.T @ V)
 
 
-def _slq_block(A: Any, V: Any, steps: int, reorth: str, rdt: Any, what: str) -> list[tuple]:
-    """Quadrature rules of the probes in the columns of ``V``: ``[(nodes, weights, matvecs), ...]``."""
+def _slq_block(A: Any, V: Any, steps: int, reorth: str, rdt: Any, what: str, first: int) -> list[tuple]:
+    """Quadrature rules of the probes ``first, first + 1, ...`` in the columns of ``V``:
+    ``[(nodes, weights, matvecs), ...]``."""
     if V.shape[1] == 1 or reorth != "none":
-        return [slq_probe(A, V[:, c], steps, reorth) for c in range(V.shape[1])]
-    return [(*_rule(a, b, steps), steps) for a, b in lanczos_columns(A, V, steps, rdt, what)]
+        rules = []
+        for c in range(V.shape[1]):
+            try:
+                rules.append(slq_probe(A, V[:, c], steps, reorth))
+            except NonFiniteError as err:
+                raise NonFiniteError(f"{what} (probe {first + c}): {err}") from err
+        return rules
+    return [(*_rule(a, b, steps), steps) for a, b in lanczos_columns(A, V, steps, rdt, what, first)]
 
 
 def spectral_density(A: Any, *, method: str = "slq", num_probes: int = 10, steps: int = 90, degree: int = 90,
@@ -98,7 +107,7 @@ def spectral_density(A: Any, *, method: str = "slq", num_probes: int = 10, steps
     steps : int
         Lanczos steps per probe (SLQ; clipped to ``n``).
     degree : int
-        Chebyshev degree (KPM).
+        Chebyshev degree (KPM), at least 1.
     bounds : (float, float), optional
         Interval holding the spectrum (KPM); default estimated by a 20-step Lanczos run.
     seed : int, numpy Generator or None
@@ -133,24 +142,26 @@ def spectral_density(A: Any, *, method: str = "slq", num_probes: int = 10, steps
     -------
     SLQDensity or KPMDensity
     """
+    A, n = prepare(A, "spectral_density")
     check_choice(method, "method", ("slq", "kpm"))
     check_choice(reorth, "reorth", REORTH)
     check_choice(kind, "kind", KINDS)
     check_choice(kernel, "kernel", KERNELS)
     num_probes = check_positive_int(num_probes, "num_probes")
     block = check_positive_int(block, "block")
-    steps, degree = check_positive_int(steps, "steps"), check_positive_int(degree, "degree", 0)
+    steps, degree = check_positive_int(steps, "steps"), check_positive_int(degree, "degree")
     deflate = check_positive_int(deflate, "deflate", 0)
     if deflate and method != "slq":
-        raise ValueError(f"deflate: supported for method='slq' only, got method={method!r} with deflate={deflate}")
-    if bounds is not None:
-        lo, hi = (float(b) for b in bounds)
-        if not np.isfinite([lo, hi]).all() or not lo < hi:
-            raise ValueError(f"bounds: expected finite (lo, hi) with lo < hi, got {bounds!r}")
-        bounds = (lo, hi)
-    A, n = prepare(A, "spectral_density", check_symmetric, 0 if seed is None else seed)
+        raise fail("deflate", "0 with method='kpm' (deflation is for method='slq')", deflate)
+    bounds = check_bounds(bounds)
+    check_seed(seed)
+    check_path(checkpoint, "checkpoint")
+    check_callable(progress, "progress")
+    check_bool(check_symmetric, "check_symmetric")
+    if check_symmetric:
+        check_operator_symmetric(A, "spectral_density", seed=0 if seed is None else seed)
     if deflate >= n:
-        raise ValueError(f"deflate: expected fewer than n = {n} eigenpairs, got {deflate}")
+        raise fail("deflate", f"fewer than n = {n} eigenpairs", deflate)
     steps = min(steps, n - deflate)
     fingerprint: dict[str, Any] = {"deflate": deflate} if deflate else {}
     fingerprint |= {"method": method, "n": n, "dtype": backends.dtype_name(A.dtype), "kind": kind, "block": block,
@@ -175,7 +186,10 @@ def spectral_density(A: Any, *, method: str = "slq", num_probes: int = 10, steps
         if "bounds" in done:
             interval = (float(done["bounds"][0]), float(done["bounds"][1]))
         else:
-            interval, extra = estimate_bounds(A, seed=key)
+            try:
+                interval, extra = estimate_bounds(A, seed=key)
+            except NonFiniteError as err:
+                raise NonFiniteError(f"spectral_density (KPM bounds estimate): {err}") from err
     defl = _Deflation(A, deflate, key, done) if deflate else None
     target = A if defl is None else defl.op
     if defl is not None:
@@ -186,15 +200,12 @@ def spectral_density(A: Any, *, method: str = "slq", num_probes: int = 10, steps
         V = probes(n, stop - r, seed=key, kind=kind, like=A, start=r)
         if defl is not None:
             V = defl.project(V)
-        what = f"spectral_density (probes {r}..{stop - 1})"
-        try:
-            if method == "slq":
-                rows = _slq_block(target, V, steps, reorth, rdt, what)
-            else:
-                mu, mv = chebyshev_moments(A, V, degree, interval, rdt, what, estimated=bounds is None)
-                rows = [(m, np.zeros(0), mv) for m in mu]
-        except NonFiniteError as err:
-            raise NonFiniteError(f"{what}: {err}") from err
+        what = "spectral_density"
+        if method == "slq":
+            rows = _slq_block(target, V, steps, reorth, rdt, what, r)
+        else:
+            mu, mv = chebyshev_moments(A, V, degree, interval, rdt, what, estimated=bounds is None, first=r)
+            rows = [(m, np.zeros(0), mv) for m in mu]
         for a, b, mv in rows:
             state["a"].append(a)
             state["b"].append(b)

@@ -39,7 +39,6 @@ residuals or, in an invariant subspace, below its ``beta``.
 from __future__ import annotations
 
 import math
-import numbers
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
@@ -47,11 +46,13 @@ from typing import Any
 import numpy as np
 
 from specop import backends
-from specop._errors import ConvergenceWarning
+from specop._errors import ConvergenceWarning, NonFiniteError
+from specop._validate import check_bool, check_seed, check_tolerance, fail
 from specop.linalg._common import (
     check_choice,
     check_finite,
     check_positive_int,
+    check_v0,
     host_hypot,
     host_norms,
     norm,
@@ -59,6 +60,7 @@ from specop.linalg._common import (
     recurrence_dtype,
     start_vector,
 )
+from specop.linalg._common import check_symmetric as check_operator_symmetric
 from specop.linalg._which import kept, settled, wanted
 from specop.linalg.lanczos import project_out
 
@@ -107,6 +109,9 @@ class EigshResult:
 
 def _dense(A: Any, k: int, which: str, vectors: bool) -> EigshResult:
     D = backends.to_numpy(A.to_dense()).astype(np.float64)
+    bad = np.flatnonzero(~np.isfinite(D).all(axis=0))
+    if bad.size:
+        raise NonFiniteError(f"eigsh (dense path): the product A @ e_j returned NaN or Inf for column j = {bad[0]}")
     w, V = np.linalg.eigh((D + D.T) / 2)
     idx = np.sort(wanted(w, k, which))
     vecs = None
@@ -130,7 +135,8 @@ def eigsh(A: Any, k: int = 6, *, which: str = "LA", tol: float = 1e-8, maxiter: 
         Largest algebraic, smallest algebraic, largest magnitude, or both ends
         (``k // 2`` from the bottom, the rest from the top), as in scipy.
     tol : float
-        Relative residual tolerance (see the module docstring); 0 means machine eps.
+        Relative residual tolerance (see the module docstring), finite and ``>= 0``; 0 means
+        machine eps.
     maxiter : int, optional
         Maximum number of restarts (default ``max(100, 10 n / ncv)``).
     ncv : int, optional
@@ -160,25 +166,33 @@ def eigsh(A: Any, k: int = 6, *, which: str = "LA", tol: float = 1e-8, maxiter: 
     Raises
     ------
     ValueError
-        For a non-square operator, ``k`` out of range, or a bad ``which``/``ncv``.
+        For a non-square operator or any bad argument (``k`` out of range, a bad
+        ``which``/``ncv``/``tol``/``maxiter``, a ``v0`` that is not a finite non-zero vector of
+        shape ``(n,)``), on the dense path too.
     NonFiniteError
         When a matvec returns NaN or Inf.
     """
-    A, n = prepare(A, "eigsh", check_symmetric, seed)
+    # every argument is checked before a path is chosen: the dense path refuses what the Krylov path does
+    A, n = prepare(A, "eigsh")
     k = check_positive_int(k, "k")
     check_choice(which, "which", WHICH)
-    if not isinstance(tol, numbers.Real) or tol < 0:
-        raise ValueError(f"tol: expected a non-negative number, got {tol!r}")
-    if dense not in ("auto", True, False):
-        raise ValueError(f"dense: expected 'auto', True or False, got {dense!r}")
+    tol = check_tolerance(tol)
+    check_choice(dense, "dense", ("auto", True, False))
+    check_seed(seed)
+    check_bool(return_eigenvectors, "return_eigenvectors")
+    check_bool(verify, "verify")
+    check_bool(check_symmetric, "check_symmetric")
     if k > n or (k == n and dense is not True):
-        raise ValueError(f"k: expected 1 <= k < n = {n}, got k = {k} (pass dense=True to compute all eigenpairs)")
+        raise fail("k", f"1 <= k < n = {n} (pass dense=True to compute all n eigenpairs)", k)
     ncv = min(n, max(2 * k + 1, k + 30)) if ncv is None else check_positive_int(ncv, "ncv")
     if not k < ncv <= n and dense is not True:
-        raise ValueError(f"ncv: expected k = {k} < ncv <= n = {n}, got {ncv}")
+        raise fail("ncv", f"k = {k} < ncv <= n = {n}", ncv)
+    maxiter = max(100, 10 * n // ncv) if maxiter is None else check_positive_int(maxiter, "maxiter")
+    v0 = check_v0(A, v0, "eigsh")
+    if check_symmetric:
+        check_operator_symmetric(A, "eigsh", seed=seed)
     if dense is True or (dense == "auto" and ncv >= n):
         return _dense(A, k, which, return_eigenvectors)
-    maxiter = max(100, 10 * n // ncv) if maxiter is None else check_positive_int(maxiter, "maxiter")
     with backends.host_blas_single_thread(A.xp):
         return _ThickRestart(A, n, k, which, float(tol), maxiter, ncv, seed, verify).run(v0, return_eigenvectors)
 

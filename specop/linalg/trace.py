@@ -22,7 +22,10 @@ from typing import Any
 import numpy as np
 
 from specop import backends
+from specop._errors import NonFiniteError
+from specop._validate import check_bool, check_seed, fail
 from specop.linalg._common import REORTH, check_choice, check_positive_int, prepare, recurrence_dtype
+from specop.linalg._common import check_symmetric as check_operator_symmetric
 from specop.linalg.density import SLQDensity
 from specop.linalg.spectral import spectral_density
 from specop.random import probes, resolve_seed
@@ -76,16 +79,24 @@ def _mean_se(samples: np.ndarray) -> tuple[float, float]:
     return float(u.mean()) * s, se
 
 
-def _quadratic_forms(A: Any, Z: Any, rdt: Any) -> np.ndarray:
-    """``z_r^T A z_r`` for the columns of ``Z`` (float64 on the host)."""
+def _quadratic_forms(A: Any, Z: Any, rdt: Any, what: Callable[[int], str]) -> np.ndarray:
+    """``z_r^T A z_r`` for the columns of ``Z`` (float64 on the host); ``what(c)`` names column ``c``'s product."""
     xp = A.xp
     AZ = xp.astype(A.matmat(xp.astype(Z, A.dtype)), rdt)
-    return backends.to_numpy(xp.sum(xp.astype(Z, rdt) * AZ, axis=0)).astype(np.float64)
+    q = backends.to_numpy(xp.sum(xp.astype(Z, rdt) * AZ, axis=0)).astype(np.float64)
+    bad = np.flatnonzero(~np.isfinite(q))
+    if bad.size:  # a non-finite product (a finite A z of huge entries cannot overflow z . A z in float64 here)
+        raise NonFiniteError(f"{what(int(bad[0]))} returned NaN or Inf")
+    return q
 
 
 def _hutchinson(A: Any, n: int, m: int, key: int, block: int, rdt: Any) -> np.ndarray:
-    parts = [_quadratic_forms(A, probes(n, min(block, m - s), seed=key, like=A, start=s), rdt)
-             for s in range(0, m, block)]
+    parts = []
+    for s in range(0, m, block):
+        def what(c: int, s: int = s) -> str:
+            return f"trace (hutchinson): the matvec of probe {s + c}"
+
+        parts.append(_quadratic_forms(A, probes(n, min(block, m - s), seed=key, like=A, start=s), rdt, what))
     return np.concatenate(parts)
 
 
@@ -98,11 +109,16 @@ def _hutchpp(A: Any, n: int, m: int, key: int, rdt: Any) -> tuple[float, np.ndar
     # Q spans range(A S) whatever the scale of Y: divide by max |Y| first, so that a QR without
     # scaled norms (XLA's) neither underflows nor overflows at ||A|| ~ 1e-300 or 1e300
     top = xp.max(xp.abs(Y))
+    if not np.isfinite(float(top)):
+        bad = np.flatnonzero(~np.isfinite(backends.to_numpy(Y)).all(axis=0))
+        raise NonFiniteError(f"trace (hutch++): the sketch matvec of probe {int(bad[0])} returned NaN or Inf")
     Q, _ = xp.linalg.qr(Y / xp.where(top > 0, top, xp.ones_like(top)))
     exact = float(backends.to_numpy(xp.sum(Q * xp.astype(A.matmat(xp.astype(Q, A.dtype)), rdt))))
+    if not np.isfinite(exact):
+        raise NonFiniteError("trace (hutch++): the matvec of the sketched basis Q returned NaN or Inf")
     G = xp.astype(probes(n, m - 2 * s, seed=key, like=A, start=s), rdt)
     G = G - Q @ (Q.T @ G)
-    return exact, _quadratic_forms(A, G, rdt)
+    return exact, _quadratic_forms(A, G, rdt, lambda c: f"trace (hutch++): the matvec of probe {s + c}")
 
 
 def trace(A: Any, *, method: str | None = None, f: str | Callable[[np.ndarray], np.ndarray] | None = None,
@@ -135,18 +151,23 @@ def trace(A: Any, *, method: str | None = None, f: str | Callable[[np.ndarray], 
     -------
     Estimate
     """
+    A, n = prepare(A, "trace")
     method = method or ("slq" if f is not None else "hutchinson")
     check_choice(method, "method", ("hutchinson", "hutch++", "slq"))
     check_choice(reorth, "reorth", REORTH)
     num_probes = check_positive_int(num_probes, "num_probes", 3 if method == "hutch++" else 1)
     block = check_positive_int(block, "block")
+    steps = check_positive_int(steps, "steps")
+    check_seed(seed)
+    check_bool(check_symmetric, "check_symmetric")
     if f is not None and method != "slq":
-        raise ValueError(f"f: a matrix function needs method='slq', got method={method!r}")
+        raise fail("method", "method='slq' (or None) with a matrix function f", method)
     if isinstance(f, str) and f not in FUNCTIONS:
-        raise ValueError(f"f: expected one of {tuple(FUNCTIONS)} or a callable, got {f!r}")
+        raise fail("f", f"one of {tuple(FUNCTIONS)}, a callable or None", f)
     if f is not None and not isinstance(f, str) and not callable(f):
-        raise TypeError(f"f: expected a name or a callable, got {type(f).__name__}")
-    A, n = prepare(A, "trace", check_symmetric, 0 if seed is None else seed)
+        raise fail("f", f"one of {tuple(FUNCTIONS)}, a callable or None", f, TypeError)
+    if check_symmetric:
+        check_operator_symmetric(A, "trace", seed=0 if seed is None else seed)
     key, rdt = resolve_seed(seed), recurrence_dtype(A, "float64")
     if method == "hutchinson":
         samples = _hutchinson(A, n, num_probes, key, block, rdt)

@@ -12,6 +12,7 @@ import numbers
 from typing import Any
 
 from specop import backends
+from specop._validate import Described, fail
 from specop.operators.base import LinearOperator, check_square
 
 __all__ = ["SumOperator", "ScaledOperator", "ProductOperator", "TransposeOperator",
@@ -21,12 +22,15 @@ __all__ = ["SumOperator", "ScaledOperator", "ProductOperator", "TransposeOperato
 def as_real_scalar(c: Any, what: str) -> float:
     """``float(c)`` for a finite real number; ``TypeError``/``ValueError`` otherwise."""
     if backends.is_array(c) and getattr(c, "ndim", None) == 0:
+        if backends.dtype_name(c.dtype).startswith(("complex", "bool")):
+            got = Described(f"a 0-d array of dtype {backends.dtype_name(c.dtype)}")
+            raise fail(what, "a real scalar", got, TypeError)
         c = float(backends.to_numpy(c))
     if isinstance(c, bool) or not isinstance(c, numbers.Real):
-        raise TypeError(f"{what}: expected a real scalar, got {type(c).__name__}")
+        raise fail(what, "a real scalar", Described(f"an object of type {type(c).__name__}"), TypeError)
     c = float(c)
     if not math.isfinite(c):
-        raise ValueError(f"{what}: expected a finite scalar, got {c}")
+        raise fail(what, "a finite scalar", c)
     return c
 
 
@@ -83,8 +87,10 @@ class ScaledOperator(LinearOperator):
     def __init__(self, op: LinearOperator, c: Any) -> None:
         c = as_real_scalar(c, "c * A")
         if isinstance(op, ScaledOperator):
-            c = c * op.c  # fold nested scalings
-            op = op.op
+            folded = c * op.c  # fold nested scalings
+            if not math.isfinite(folded):
+                raise fail("c * A", f"a scale whose product with the operator's scale {op.c:g} is finite", c)
+            c, op = folded, op.op
         self.op: LinearOperator = op
         self.c: float = c
         super().__init__(op.shape, op.dtype, xp=op.xp, device=op.device, symmetric=op.is_symmetric)

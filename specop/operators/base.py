@@ -215,9 +215,15 @@ class LinearOperator:
     __rmul__ = __mul__
 
     def __truediv__(self, c: Any) -> LinearOperator:
+        import math
+
+        from specop._validate import fail
         from specop.operators.algebra import as_real_scalar
 
-        return self * (1.0 / as_real_scalar(c, "A / c"))
+        x = as_real_scalar(c, "A / c")
+        if x == 0.0 or not math.isfinite(1.0 / x):
+            raise fail("A / c", "a non-zero scalar whose reciprocal is finite", c)
+        return self * (1.0 / x)
 
     def __neg__(self) -> LinearOperator:
         return self * -1.0

@@ -6,9 +6,10 @@ from collections.abc import Callable
 from typing import Any
 
 from specop import backends
+from specop._validate import Described, check_bool, check_callable, check_positive_int, fail
 from specop.operators.base import LinearOperator, resolve_like
 
-__all__ = ["DenseOperator", "DiagonalOperator", "IdentityOperator", "FunctionOperator"]
+__all__ = ["DenseOperator", "DiagonalOperator", "IdentityOperator", "FunctionOperator", "check_result"]
 
 
 def _check_array(a: Any, ndim: int, what: str) -> Any:
@@ -79,6 +80,7 @@ class IdentityOperator(LinearOperator):
     """
 
     def __init__(self, n: int, *, like: Any = None, dtype: Any = None, device: Any = None) -> None:
+        n = check_positive_int(n, "n")
         xp, dtype, device = resolve_like(like, dtype, device)
         super().__init__((n, n), dtype, xp=xp, device=device, symmetric=True)
 
@@ -109,26 +111,77 @@ class FunctionOperator(LinearOperator):
         ``V -> A @ V`` for a block of columns, when the user has a faster one.
     device : optional
         Device; default that of ``like``.
+
+    Notes
+    -----
+    Every result of the user functions is checked by its attributes (no data is read):
+    an array of another backend or of the wrong shape, dtype or device raises at once,
+    naming the function and what it returned.
     """
 
     def __init__(self, matvec: Callable[[Any], Any], shape: tuple[int, int], dtype: Any = None, *,
                  like: Any = None, symmetric: bool = False, rmatvec: Callable[[Any], Any] | None = None,
                  matmat: Callable[[Any], Any] | None = None, device: Any = None) -> None:
-        if not callable(matvec):
-            raise TypeError(f"matvec: expected a callable, got {type(matvec).__name__}")
+        check_callable(matvec, "matvec", optional=False)
+        check_callable(rmatvec, "rmatvec")
+        check_callable(matmat, "matmat")
+        check_bool(symmetric, "symmetric")
         xp, dtype, device = resolve_like(like, dtype, device)
         self._fn, self._rfn, self._mfn = matvec, rmatvec, matmat
         super().__init__(shape, dtype, xp=xp, device=device, symmetric=symmetric)
 
     def _matvec(self, v: Any) -> Any:
-        return self._fn(v)
+        return self._result(self._fn(v), (self.shape[0],), self._fn)
 
     def _matmat(self, V: Any) -> Any:
         if self._mfn is not None:
-            return self._mfn(V)
-        return backends.batched_apply(self._fn, V, self.xp)
+            return self._result(self._mfn(V), (self.shape[0], V.shape[1]), self._mfn)
+        return self._batched(self._fn, V, self.shape[0])
 
     def _rmatmat(self, V: Any) -> Any:
         if self._rfn is None:
             return super()._rmatmat(V)
-        return backends.batched_apply(self._rfn, V, self.xp)
+        return self._batched(self._rfn, V, self.shape[1])
+
+    def _batched(self, fn: Callable[[Any], Any], V: Any, rows: int) -> Any:
+        Y = backends.batched_apply(fn, V, self.xp, check=lambda y: self._result(y, (rows,), fn))
+        return self._result(Y, (rows, V.shape[1]), fn)
+
+    def _result(self, y: Any, shape: tuple[int, ...], fn: Callable[[Any], Any]) -> Any:
+        """``y`` if the user function returned what the operator promises (attributes only, no data read)."""
+        return check_result(self, y, shape, f"FunctionOperator {_name(fn)}")
+
+
+def _name(fn: Any) -> str:
+    """A user function's name for a message: ``module.qualname`` where it has one."""
+    name = getattr(fn, "__qualname__", None) or type(fn).__name__
+    return f"{getattr(fn, '__module__', None) or '?'}.{name}"
+
+
+def check_result(op: LinearOperator, y: Any, shape: tuple[int, ...], what: str) -> Any:
+    """``y`` if it is an array of ``op``'s backend, ``shape``, dtype and device; a clear error otherwise.
+
+    For the products of user-supplied functions: a wrong shape or another backend's array
+    must fail here, naming the function and what it returned, not later in an algorithm.
+    Only attributes are read (no synchronisation).
+    """
+    want = f"a {op.backend} array of shape {shape} and dtype {backends.dtype_name(op.dtype)}"
+    if not backends.is_array(y):
+        raise fail(what, want, Described(f"an object of type {type(y).__name__}"), TypeError)
+    try:
+        name = backends.backend_name(y)
+    except TypeError:
+        name = type(y).__name__
+    if name != op.backend:
+        raise fail(what, want, Described(f"a {name} array"), TypeError)
+    if tuple(y.shape) != tuple(shape):
+        raise fail(what, want, Described(f"an array of shape {tuple(y.shape)}"))
+    if y.dtype != op.dtype:
+        raise fail(what, want, Described(f"an array of dtype {backends.dtype_name(y.dtype)}"), TypeError)
+    try:
+        dev = backends.device_of(y)
+    except Exception:  # a traced value (inside jit/vmap) has no concrete device
+        return y
+    if not backends.same_device(dev, op.device):
+        raise fail(what, f"{want} on device {op.device}", Described(f"an array on device {dev}"), TypeError)
+    return y

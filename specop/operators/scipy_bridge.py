@@ -16,6 +16,7 @@ import scipy.sparse
 import scipy.sparse.linalg as spla
 
 from specop import backends
+from specop._validate import Described, fail
 from specop.operators.base import LinearOperator
 from specop.operators.concrete import DenseOperator
 
@@ -86,12 +87,22 @@ class ScipyOperator(LinearOperator):
         super().__init__(op.shape, dtype.type, xp=backends.namespace("numpy"), symmetric=symmetric)
 
     def _matmat(self, V: Any) -> Any:
-        return np.asarray(self.op.matmat(V), dtype=self.dtype)
+        return self._result(self.op.matmat(V), (self.shape[0], V.shape[1]), "matmat")
 
     def _rmatmat(self, V: Any) -> Any:
         if self.is_symmetric:
             return self._matmat(V)
-        return np.asarray(self.op.rmatmat(V), dtype=self.dtype)
+        return self._result(self.op.rmatmat(V), (self.shape[1], V.shape[1]), "rmatmat")
+
+    def _result(self, y: Any, shape: tuple[int, int], which: str) -> np.ndarray:
+        """The wrapped operator's product as a numpy array of the operator's dtype, checked (shape, real)."""
+        what = f"ScipyOperator ({type(self.op).__name__}.{which})"
+        y = np.asarray(y.toarray() if scipy.sparse.issparse(y) else y)
+        if y.dtype.kind not in "fiu":
+            raise fail(what, f"a real array of shape {shape}", Described(f"an array of dtype {y.dtype}"), TypeError)
+        if y.shape != shape:
+            raise fail(what, f"a real array of shape {shape}", Described(f"an array of shape {y.shape}"))
+        return y.astype(self.dtype, copy=False)
 
 
 def aslinearoperator(x: Any, *, symmetric: bool | None = None) -> LinearOperator:
