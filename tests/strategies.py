@@ -164,23 +164,25 @@ def run(backend: Any, prop: Callable[..., None], *strategies: st.SearchStrategy[
         _size_pool[0] = None
 
 
-def nan_after(backend: Any, A: np.ndarray, calls: int) -> specop.FunctionOperator:
-    """A symmetric function operator equal to ``A`` that returns NaN from matvec call ``calls`` on."""
-    op = specop.DenseOperator(backend.asarray(A))
-    count = [0]
-    xp = backend.xp
+class _NanAfter(specop.LinearOperator):
+    """``A`` (symmetric by construction: no symmetry test spends its calls) until call ``calls``, then NaN."""
 
-    def matvec(v: Any) -> Any:
-        count[0] += 1
-        y = op.matvec(v)
-        return y * xp.nan if count[0] > calls else y
+    def __init__(self, op: specop.DenseOperator, calls: int) -> None:
+        self.op, self.calls, self.count = op, calls, 0
+        super().__init__(op.shape, op.dtype, xp=op.xp, device=op.device, symmetric=True)
 
-    def matmat(V: Any) -> Any:
-        count[0] += 1
-        Y = op.matmat(V)
-        return Y * xp.nan if count[0] > calls else Y
+    def _matmat(self, V: Any) -> Any:
+        self.count += 1
+        Y = self.op.matmat(V)
+        return Y * self.xp.nan if self.count > self.calls else Y
 
-    return specop.FunctionOperator(matvec, A.shape, like=op, symmetric=True, matmat=matmat)
+    def _matvec(self, v: Any) -> Any:
+        return self._matmat(v[:, None])[:, 0]
+
+
+def nan_after(backend: Any, A: np.ndarray, calls: int) -> specop.LinearOperator:
+    """A symmetric operator equal to ``A`` that returns NaN from product call ``calls`` on (0-based)."""
+    return _NanAfter(specop.DenseOperator(backend.asarray(A)), calls)
 
 
 # ------------------------------------------------------- the strategies themselves

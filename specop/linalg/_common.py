@@ -14,7 +14,8 @@ from specop.operators.base import LinearOperator, check_square
 from specop.random import probes
 
 __all__ = ["check_positive_int", "check_choice", "recurrence_dtype", "check_v0", "start_vector", "dot",
-           "norm", "column_norms", "host_norms", "host_hypot", "check_finite", "check_symmetric", "prepare"]
+           "norm", "column_norms", "host_norms", "host_hypot", "check_finite", "check_symmetric", "ensure_symmetric",
+           "symmetry_refusal", "rounding_asymmetry", "prepare", "SYMMETRY_MODES"]
 
 REORTH = ("full", "selective", "none")
 
@@ -27,15 +28,22 @@ def recurrence_dtype(A: LinearOperator, name: str | None) -> Any:
     return backends.promote_dtype(A.xp, A.dtype, name)
 
 
-def prepare(A: Any, what: str, check_symmetry: bool = False, seed: Any = 0) -> tuple[LinearOperator, int]:
-    """Turn ``A`` into a square operator and optionally check its symmetry."""
-    from specop.operators.scipy_bridge import aslinearoperator
+def prepare(A: Any, what: str, symmetric: bool = True) -> tuple[LinearOperator, int]:
+    """Turn ``A`` into a square operator (see :func:`specop.aslinearoperator`).
 
-    A = aslinearoperator(A)
-    n = check_square(A, what)
-    if check_symmetry:
-        check_symmetric(A, what, seed=seed)
-    return A, n
+    A raw :class:`scipy.sparse.linalg.LinearOperator` handed to a symmetric algorithm
+    (``symmetric=True``) is taken as a claim of symmetry, as scipy's ``eigsh`` takes it:
+    it is wrapped with ``symmetric=True`` and tested like any claim (:func:`ensure_symmetric`).
+    """
+    import scipy.sparse.linalg as spla
+
+    from specop.operators.scipy_bridge import ScipyOperator, aslinearoperator
+
+    op = aslinearoperator(A)
+    if symmetric and isinstance(op, ScipyOperator) and isinstance(A, spla.LinearOperator) and op.op is A:
+        op = ScipyOperator(A, symmetric=True)
+    n = check_square(op, what)
+    return op, n
 
 
 def check_v0(A: LinearOperator, v0: Any, what: str) -> Any:
@@ -153,23 +161,85 @@ def check_finite(values: np.ndarray, what: str, first_step: int) -> None:
         raise NonFiniteError(f"{what}: the matvec at step {step} returned NaN or Inf")
 
 
-def check_symmetric(A: LinearOperator, what: str, seed: Any = 0, rtol: float | None = None) -> None:
-    """Cheap randomized symmetry test: ``|y.Ax - x.Ay|`` against ``||Ax|| ||y||``.
+#: Seed of the two probes of the randomized symmetry test (fixed: the test does not depend on a run's seed).
+SYMMETRY_SEED = 0x5EC1
+#: The values of ``check_symmetric`` (see :func:`ensure_symmetric`).
+SYMMETRY_MODES = ("auto", True, False)
 
-    Two matvecs with random vectors ``x, y``; a symmetric operator passes up to
-    rounding (``rtol`` defaults to ``1e3 * eps`` of the operator dtype times sqrt(n)).
-    Raises ``ValueError`` for an operator that is clearly not symmetric.
+
+def ensure_symmetric(A: LinearOperator, what: str, mode: Any, products: bool = True) -> int:
+    """Refuse an operator that is not symmetric; returns the products spent (0 or 2).
+
+    ``mode`` is the ``check_symmetric`` argument of the algorithms:
+
+    * ``"auto"`` (default): an operator whose symmetry is known (``A.symmetry_known``: by
+      construction or an exact check) costs nothing; one that merely claims
+      ``is_symmetric`` (a ``FunctionOperator(symmetric=True)``) gets the randomized
+      two-product test :func:`check_symmetric`; one with ``is_symmetric=False`` is refused,
+      unless it is a stored matrix whose whole-matrix asymmetry is within rounding
+      (:func:`rounding_asymmetry`; no products).
+    * ``True``: the two-product test for every operator that claims symmetry.
+    * ``False``: no check; the operator is used as is (the caller vouches for it).
+
+    ``products=False`` (a caller that checks the whole matrix itself) only refuses the flag.
+    """
+    check_choice(mode, "check_symmetric", SYMMETRY_MODES)
+    if mode is False:
+        return 0
+    if not A.is_symmetric:
+        rel = A._asymmetry()
+        if rel is not None and not math.isfinite(rel):
+            raise NonFiniteError(f"{what}: A holds NaN or Inf entries")
+        if rel is not None and rel <= rounding_asymmetry(A):
+            return 0  # a stored matrix symmetric to the rounding of its entries (Z Z^T + U D U^T, ...)
+        if rel is not None:  # a stored matrix: say how far from symmetric it is
+            why = (f"is not symmetric (max |A - A^T| = {rel:.2e} max |A| > {rounding_asymmetry(A):.1e} max |A|, "
+                   "the rounding allowance),")
+        elif A.symmetry_known:
+            why = "is not symmetric (is_symmetric=False, by construction);"
+        else:
+            why = "is not declared symmetric (is_symmetric=False): build it with symmetric=True if it is, or"
+        raise fail(f"{what}: A", "a symmetric operator",
+                   Described(f"{A!r}, which {why} pass check_symmetric=False to use it as is"))
+    if not products or (mode == "auto" and A.symmetry_known):
+        return 0
+    check_symmetric(A, what)
+    return 2
+
+
+def rounding_asymmetry(A: LinearOperator) -> float:
+    """Relative asymmetry ``max |A - A^T| / max |A|`` that rounding explains: ``1e3 eps sqrt(n)``.
+
+    The allowance of the randomized test, of the dense path's whole-matrix test and of a
+    stored matrix flagged ``is_symmetric=False`` by its exact check (``M = Z Z^T + U D U^T``
+    formed in floating point is symmetric only to rounding).
+    """
+    return 1e3 * float(np.finfo(backends.dtype_name(A.dtype)).eps) * math.sqrt(A.shape[0])
+
+
+def symmetry_refusal(what: str, detail: str) -> ValueError:
+    """The error for an operator found not to be symmetric (``detail``: the numbers), naming the opt-out."""
+    return ValueError(f"{what}: A: expected a symmetric operator, got one that is not symmetric: {detail}; "
+                      "pass check_symmetric=False to use it as is")
+
+
+def check_symmetric(A: LinearOperator, what: str, seed: Any = SYMMETRY_SEED, rtol: float | None = None) -> None:
+    """Cheap randomized symmetry test: ``|y.Ax - x.Ay|`` against ``||Ax|| ||y|| + ||Ay|| ||x||``.
+
+    Two matvecs (one ``matmat``) with fixed Gaussian vectors ``x, y``; a symmetric operator
+    passes up to rounding (``rtol`` defaults to ``1e3 * eps`` of the operator dtype times
+    sqrt(n)). Raises ``ValueError`` for an operator that is clearly not symmetric.
     """
     n = A.shape[0]
     X = probes(n, 2, seed=seed, kind="gaussian", like=A)
     AX = A.matmat(X)
     Xh, AXh = backends.to_numpy(X).astype(np.float64), backends.to_numpy(AX).astype(np.float64)
+    if not np.isfinite(AXh).all():
+        raise NonFiniteError(f"{what}: the matvec of the symmetry test (two products) returned NaN or Inf")
     lhs, rhs = Xh[:, 1] @ AXh[:, 0], Xh[:, 0] @ AXh[:, 1]
-    scale = np.linalg.norm(AXh[:, 0]) * np.linalg.norm(Xh[:, 1]) + np.linalg.norm(AXh[:, 1]) * np.linalg.norm(Xh[:, 0])
-    eps = float(np.finfo(backends.dtype_name(A.dtype)).eps)
-    tol = (1e3 * eps * np.sqrt(n)) if rtol is None else rtol
+    na, nx = host_norms(AXh), host_norms(Xh)
+    scale = na[0] * nx[1] + na[1] * nx[0]
+    tol = rounding_asymmetry(A) if rtol is None else rtol
     if not abs(lhs - rhs) <= tol * scale:
-        raise ValueError(
-            f"{what}: the operator is not symmetric: y.(A x) = {lhs:.6g} but x.(A y) = {rhs:.6g} "
-            f"(relative difference {abs(lhs - rhs) / max(float(scale), 1e-300):.2e} > {tol:.1e})"
-        )
+        raise symmetry_refusal(what, f"y.(A x) = {lhs:.6g} but x.(A y) = {rhs:.6g} (relative difference "
+                               f"{abs(lhs - rhs) / max(float(scale), 1e-300):.2e} > {tol:.1e}, two random x, y)")

@@ -42,16 +42,17 @@ from specop import backends
 from specop._validate import check_bool, check_seed
 from specop.linalg._common import (
     REORTH,
+    SYMMETRY_MODES,
     check_choice,
     check_finite,
     check_positive_int,
     check_v0,
     dot,
+    ensure_symmetric,
     norm,
     prepare,
     start_vector,
 )
-from specop.linalg._common import check_symmetric as check_operator_symmetric
 from specop.linalg._common import (
     recurrence_dtype as resolve_rdtype,
 )
@@ -123,7 +124,7 @@ def project_out(B: Any, w: Any, rows: int) -> tuple[Any, Any]:
 
 def lanczos(A: Any, v0: Any = None, *, steps: int, reorth: str = "full", seed: Any = None,
             recurrence_dtype: str | None = "float64", return_basis: bool = False,
-            check_symmetric: bool = False) -> LanczosResult:
+            check_symmetric: bool | str = "auto") -> LanczosResult:
     """Run ``steps`` steps of the symmetric Lanczos process on ``A``.
 
     Parameters
@@ -142,8 +143,13 @@ def lanczos(A: Any, v0: Any = None, *, steps: int, reorth: str = "full", seed: A
         dtype of the recurrence vectors and scalars (None: the operator's).
     return_basis : bool
         Also return the ``n x m`` basis (always stored for full/selective).
-    check_symmetric : bool
-        Run a cheap randomized symmetry test first (two extra matvecs).
+    check_symmetric : {"auto", True, False}
+        Symmetry test before any work (see :func:`specop.linalg._common.ensure_symmetric`):
+        ``"auto"`` (default) refuses an operator with ``is_symmetric=False``, trusts one
+        whose symmetry is known (dense and sparse matrices checked exactly, curvature
+        operators, their sums, scalings and shifts: no products) and tests a mere claim
+        (``FunctionOperator(symmetric=True)``, a scipy operator) with two products;
+        ``True`` tests every operator; ``False`` uses the operator as is.
 
     Returns
     -------
@@ -159,11 +165,10 @@ def lanczos(A: Any, v0: Any = None, *, steps: int, reorth: str = "full", seed: A
     check_choice(reorth, "reorth", REORTH)
     check_seed(seed)
     check_bool(return_basis, "return_basis")
-    check_bool(check_symmetric, "check_symmetric")
+    check_choice(check_symmetric, "check_symmetric", SYMMETRY_MODES)
     xp, rdt = A.xp, resolve_rdtype(A, recurrence_dtype)
     v0 = check_v0(A, v0, "lanczos")
-    if check_symmetric:
-        check_operator_symmetric(A, "lanczos", seed=seed)
+    extra = ensure_symmetric(A, "lanczos", check_symmetric)
     v = start_vector(A, v0, seed, rdt, "lanczos")
     store = reorth != "none" or return_basis
     kw = {} if A.device is None else {"device": A.device}
@@ -231,7 +236,7 @@ def lanczos(A: Any, v0: Any = None, *, steps: int, reorth: str = "full", seed: A
     m = alpha_h.size
     basis = B[:m, ...].T if (return_basis and B is not None) else None
     return LanczosResult(alpha=alpha_h, beta=beta_h, basis=basis, breakdown=breakdown, steps_done=m,
-                         matvecs=len(alphas), reorthogonalizations=reorths)
+                         matvecs=len(alphas) + extra, reorthogonalizations=reorths)
 
 
 def _first_breakdown(alpha: np.ndarray, beta: np.ndarray, lo: int, n: int, eps: float,

@@ -15,9 +15,16 @@ import numpy as np
 
 from specop import backends
 from specop._errors import NonFiniteError
-from specop._validate import check_bool, check_bounds, check_callable, check_path, check_seed, fail
-from specop.linalg._common import REORTH, check_choice, check_positive_int, prepare, recurrence_dtype
-from specop.linalg._common import check_symmetric as check_operator_symmetric
+from specop._validate import check_bounds, check_callable, check_path, check_seed, fail
+from specop.linalg._common import (
+    REORTH,
+    SYMMETRY_MODES,
+    check_choice,
+    check_positive_int,
+    ensure_symmetric,
+    prepare,
+    recurrence_dtype,
+)
 from specop.linalg.batched import lanczos_columns
 from specop.linalg.checkpoint import Checkpoint
 from specop.linalg.density import KPMDensity, SLQDensity, SpectralDensity
@@ -40,7 +47,7 @@ def _rule(alpha: np.ndarray, beta: np.ndarray, steps: int) -> tuple[np.ndarray, 
 
 def slq_probe(A: Any, v: Any, steps: int, reorth: str) -> tuple[np.ndarray, np.ndarray, int]:
     """Gauss quadrature rule of one probe: ``(nodes, weights, matvecs)``, padded to ``steps``."""
-    res = lanczos(A, v, steps=steps, reorth=reorth, recurrence_dtype="float64")
+    res = lanczos(A, v, steps=steps, reorth=reorth, recurrence_dtype="float64", check_symmetric=False)
     return (*_rule(res.alpha, res.beta, steps), res.matvecs)
 
 
@@ -59,7 +66,7 @@ class _Deflation:
         else:
             from specop.linalg.thick_restart import eigsh
 
-            res = eigsh(A, k, which="LA", tol=1e-6, seed=key, verify=False)
+            res = eigsh(A, k, which="LA", tol=1e-6, seed=key, verify=False, check_symmetric=False)
             self.values, self.U, self.matvecs = res.eigenvalues, res.eigenvectors, int(res.matvecs)
         self.op = FunctionOperator(lambda v: self.project(A.matvec(self.project(v))), A.shape, A.dtype, like=A,
                                    symmetric=True, matmat=lambda V: self.project(A.matmat(self.project(V))))
@@ -92,7 +99,7 @@ def spectral_density(A: Any, *, method: str = "slq", num_probes: int = 10, steps
                      bounds: tuple[float, float] | None = None, seed: Any = None, reorth: str = "none",
                      kind: str = "rademacher", kernel: str = "jackson", checkpoint: Any = None,
                      progress: Callable[[int, int], None] | None = None, block: int = 1,
-                     check_symmetric: bool = False, deflate: int = 0) -> SpectralDensity:
+                     check_symmetric: bool | str = "auto", deflate: int = 0) -> SpectralDensity:
     """Estimate the spectral density of a symmetric operator.
 
     Parameters
@@ -129,8 +136,9 @@ def spectral_density(A: Any, *, method: str = "slq", num_probes: int = 10, steps
         ``3 * block`` vectors of memory. Probe ``r``'s numbers are the same for
         every ``num_probes`` and resume point; across different ``block`` values
         they agree to rounding (the batched product may sum in another order).
-    check_symmetric : bool
-        Run a cheap randomized symmetry test first.
+    check_symmetric : {"auto", True, False}
+        Symmetry test before any work, as in :func:`specop.eigsh` (``"auto"``: refuse
+        ``is_symmetric=False``, trust known symmetry, test a claim with two products).
     deflate : int
         SLQ only: compute the ``deflate`` largest eigenpairs first (:func:`eigsh`,
         ``tol=1e-6``, their matvecs counted), keep them as exact atoms of mass ``1/n``
@@ -157,11 +165,10 @@ def spectral_density(A: Any, *, method: str = "slq", num_probes: int = 10, steps
     check_seed(seed)
     check_path(checkpoint, "checkpoint")
     check_callable(progress, "progress")
-    check_bool(check_symmetric, "check_symmetric")
-    if check_symmetric:
-        check_operator_symmetric(A, "spectral_density", seed=0 if seed is None else seed)
+    check_choice(check_symmetric, "check_symmetric", SYMMETRY_MODES)
     if deflate >= n:
         raise fail("deflate", f"fewer than n = {n} eigenpairs", deflate)
+    checked = ensure_symmetric(A, "spectral_density", check_symmetric)  # its products: 0 or 2
     steps = min(steps, n - deflate)
     fingerprint: dict[str, Any] = {"deflate": deflate} if deflate else {}
     fingerprint |= {"method": method, "n": n, "dtype": backends.dtype_name(A.dtype), "kind": kind, "block": block,
@@ -222,7 +229,7 @@ def spectral_density(A: Any, *, method: str = "slq", num_probes: int = 10, steps
         if progress is not None:
             progress(r, num_probes)
     a = np.asarray(state["a"][:num_probes])
-    matvecs = int(np.sum(state["matvecs"][:num_probes])) + extra
+    matvecs = int(np.sum(state["matvecs"][:num_probes])) + extra + checked
     if method == "slq":
         return SLQDensity(matvecs=matvecs, n=n, nodes=a, weights=np.asarray(state["b"][:num_probes]),
                           deflated=np.zeros(0) if defl is None else np.sort(defl.values))

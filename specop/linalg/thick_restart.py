@@ -38,6 +38,7 @@ residuals or, in an invariant subspace, below its ``beta``.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 from dataclasses import dataclass, field
@@ -49,18 +50,21 @@ from specop import backends
 from specop._errors import ConvergenceWarning, NonFiniteError
 from specop._validate import check_bool, check_seed, check_tolerance, fail
 from specop.linalg._common import (
+    SYMMETRY_MODES,
     check_choice,
     check_finite,
     check_positive_int,
     check_v0,
+    ensure_symmetric,
     host_hypot,
     host_norms,
     norm,
     prepare,
     recurrence_dtype,
+    rounding_asymmetry,
     start_vector,
+    symmetry_refusal,
 )
-from specop.linalg._common import check_symmetric as check_operator_symmetric
 from specop.linalg._which import kept, settled, wanted
 from specop.linalg.lanczos import project_out
 
@@ -107,11 +111,23 @@ class EigshResult:
         yield self.eigenvectors
 
 
-def _dense(A: Any, k: int, which: str, vectors: bool) -> EigshResult:
+def _dense(A: Any, k: int, which: str, vectors: bool, check: bool) -> EigshResult:
+    """All eigenpairs of ``to_dense()`` by LAPACK; ``check``: refuse a matrix that is not symmetric.
+
+    The whole matrix is compared with its transpose: a difference beyond the rounding of its
+    products (``1e3 eps sqrt(n) max |A|``; zero for a dense matrix) is refused, one within it is
+    averaged away.
+    """
     D = backends.to_numpy(A.to_dense()).astype(np.float64)
     bad = np.flatnonzero(~np.isfinite(D).all(axis=0))
     if bad.size:
         raise NonFiniteError(f"eigsh (dense path): the product A @ e_j returned NaN or Inf for column j = {bad[0]}")
+    if check:
+        asym, top = float(np.max(np.abs(D - D.T))), float(np.max(np.abs(D)))
+        tol = rounding_asymmetry(A)
+        if asym > tol * top:
+            raise symmetry_refusal("eigsh", f"max |A - A^T| = {asym:.3g} = {asym / top:.2e} max |A| > "
+                                   f"{tol:.1e} max |A| (the whole matrix, dense path)")
     w, V = np.linalg.eigh((D + D.T) / 2)
     idx = np.sort(wanted(w, k, which))
     vecs = None
@@ -122,7 +138,7 @@ def _dense(A: Any, k: int, which: str, vectors: bool) -> EigshResult:
 
 def eigsh(A: Any, k: int = 6, *, which: str = "LA", tol: float = 1e-8, maxiter: int | None = None,
           ncv: int | None = None, v0: Any = None, seed: Any = None, return_eigenvectors: bool = True,
-          dense: bool | str = "auto", verify: bool = True, check_symmetric: bool = False) -> EigshResult:
+          dense: bool | str = "auto", verify: bool = True, check_symmetric: bool | str = "auto") -> EigshResult:
     """``k`` eigenpairs of a symmetric operator (thick-restart Lanczos with locking).
 
     Parameters
@@ -156,8 +172,14 @@ def eigsh(A: Any, k: int = 6, *, which: str = "LA", tol: float = 1e-8, maxiter: 
         at the end (see the module docstring); ``result.verified`` tells whether the
         check settled. ``verify=False`` saves its matvecs and, like ARPACK, may then
         miss copies of repeated eigenvalues.
-    check_symmetric : bool
-        Run a cheap randomized symmetry test first (two extra matvecs).
+    check_symmetric : {"auto", True, False}
+        Symmetry test before any work (see :func:`specop.linalg._common.ensure_symmetric`):
+        ``"auto"`` (default) refuses an operator with ``is_symmetric=False``, trusts one
+        whose symmetry is known (dense and sparse matrices checked exactly, curvature
+        operators, their sums, scalings and shifts: no products) and tests a mere claim
+        (``FunctionOperator(symmetric=True)``, a scipy operator) with two products;
+        ``True`` tests every operator; ``False`` uses the operator as is.
+        The dense path checks the whole matrix instead (no products beyond its ``n``).
 
     Returns
     -------
@@ -181,7 +203,7 @@ def eigsh(A: Any, k: int = 6, *, which: str = "LA", tol: float = 1e-8, maxiter: 
     check_seed(seed)
     check_bool(return_eigenvectors, "return_eigenvectors")
     check_bool(verify, "verify")
-    check_bool(check_symmetric, "check_symmetric")
+    check_choice(check_symmetric, "check_symmetric", SYMMETRY_MODES)
     if k > n or (k == n and dense is not True):
         raise fail("k", f"1 <= k < n = {n} (pass dense=True to compute all n eigenpairs)", k)
     ncv = min(n, max(2 * k + 1, k + 30)) if ncv is None else check_positive_int(ncv, "ncv")
@@ -189,12 +211,15 @@ def eigsh(A: Any, k: int = 6, *, which: str = "LA", tol: float = 1e-8, maxiter: 
         raise fail("ncv", f"k = {k} < ncv <= n = {n}", ncv)
     maxiter = max(100, 10 * n // ncv) if maxiter is None else check_positive_int(maxiter, "maxiter")
     v0 = check_v0(A, v0, "eigsh")
-    if check_symmetric:
-        check_operator_symmetric(A, "eigsh", seed=seed)
     if dense is True or (dense == "auto" and ncv >= n):
-        return _dense(A, k, which, return_eigenvectors)
+        # the dense path looks at the whole matrix: the flag is refused as on the Krylov path, a claim
+        # is checked exactly instead of by two random products
+        ensure_symmetric(A, "eigsh", check_symmetric, products=False)
+        return _dense(A, k, which, return_eigenvectors, check_symmetric is not False)
+    extra = ensure_symmetric(A, "eigsh", check_symmetric)
     with backends.host_blas_single_thread(A.xp):
-        return _ThickRestart(A, n, k, which, float(tol), maxiter, ncv, seed, verify).run(v0, return_eigenvectors)
+        res = _ThickRestart(A, n, k, which, float(tol), maxiter, ncv, seed, verify).run(v0, return_eigenvectors)
+    return dataclasses.replace(res, matvecs=res.matvecs + extra) if extra else res
 
 
 class _ThickRestart:

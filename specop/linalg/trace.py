@@ -23,9 +23,16 @@ import numpy as np
 
 from specop import backends
 from specop._errors import NonFiniteError
-from specop._validate import check_bool, check_seed, fail
-from specop.linalg._common import REORTH, check_choice, check_positive_int, prepare, recurrence_dtype
-from specop.linalg._common import check_symmetric as check_operator_symmetric
+from specop._validate import check_seed, fail
+from specop.linalg._common import (
+    REORTH,
+    SYMMETRY_MODES,
+    check_choice,
+    check_positive_int,
+    ensure_symmetric,
+    prepare,
+    recurrence_dtype,
+)
 from specop.linalg.density import SLQDensity
 from specop.linalg.spectral import spectral_density
 from specop.random import probes, resolve_seed
@@ -123,7 +130,7 @@ def _hutchpp(A: Any, n: int, m: int, key: int, rdt: Any) -> tuple[float, np.ndar
 
 def trace(A: Any, *, method: str | None = None, f: str | Callable[[np.ndarray], np.ndarray] | None = None,
           num_probes: int = 30, steps: int = 30, seed: Any = None, reorth: str = "full", block: int = 16,
-          check_symmetric: bool = False) -> Estimate:
+          check_symmetric: bool | str = "auto") -> Estimate:
     """Estimate ``tr A`` or ``tr f(A)``.
 
     Parameters
@@ -144,40 +151,42 @@ def trace(A: Any, *, method: str | None = None, f: str | Callable[[np.ndarray], 
         Lanczos reorthogonalization (SLQ).
     block : int
         Probes per ``matmat`` call (Hutchinson).
-    check_symmetric : bool
-        Run a cheap randomized symmetry test first.
+    check_symmetric : {"auto", True, False}
+        Symmetry test for SLQ (``method="slq"`` or ``f`` given), as in :func:`specop.eigsh`
+        (``"auto"``: refuse ``is_symmetric=False``, trust known symmetry, test a claim with
+        two products); Hutchinson and Hutch++ need no symmetry (``True`` tests it anyway).
 
     Returns
     -------
     Estimate
     """
-    A, n = prepare(A, "trace")
     method = method or ("slq" if f is not None else "hutchinson")
     check_choice(method, "method", ("hutchinson", "hutch++", "slq"))
+    A, n = prepare(A, "trace", symmetric=method == "slq")
     check_choice(reorth, "reorth", REORTH)
     num_probes = check_positive_int(num_probes, "num_probes", 3 if method == "hutch++" else 1)
     block = check_positive_int(block, "block")
     steps = check_positive_int(steps, "steps")
     check_seed(seed)
-    check_bool(check_symmetric, "check_symmetric")
+    check_choice(check_symmetric, "check_symmetric", SYMMETRY_MODES)
     if f is not None and method != "slq":
         raise fail("method", "method='slq' (or None) with a matrix function f", method)
     if isinstance(f, str) and f not in FUNCTIONS:
         raise fail("f", f"one of {tuple(FUNCTIONS)}, a callable or None", f)
     if f is not None and not isinstance(f, str) and not callable(f):
         raise fail("f", f"one of {tuple(FUNCTIONS)}, a callable or None", f, TypeError)
-    if check_symmetric:
-        check_operator_symmetric(A, "trace", seed=0 if seed is None else seed)
+    checked = ensure_symmetric(A, "trace", check_symmetric if method == "slq" else check_symmetric is True)
     key, rdt = resolve_seed(seed), recurrence_dtype(A, "float64")
     if method == "hutchinson":
         samples = _hutchinson(A, n, num_probes, key, block, rdt)
         value, se = _mean_se(samples)
-        return Estimate(value, se, num_probes, samples, method)
+        return Estimate(value, se, num_probes + checked, samples, method)
     if method == "hutch++":
         exact, samples = _hutchpp(A, n, num_probes, key, rdt)
         mean, se = _mean_se(samples) if samples.size else (0.0, 0.0)
-        return Estimate(exact + mean, se, num_probes, samples, method)
-    dens = spectral_density(A, method="slq", num_probes=num_probes, steps=steps, seed=key, reorth=reorth)
+        return Estimate(exact + mean, se, num_probes + checked, samples, method)
+    dens = spectral_density(A, method="slq", num_probes=num_probes, steps=steps, seed=key, reorth=reorth,
+                            check_symmetric=False)
     assert isinstance(dens, SLQDensity)
     name = f if isinstance(f, str) else None
     fn = FUNCTIONS[name] if name else (f if f is not None else (lambda t: t))
@@ -188,7 +197,7 @@ def trace(A: Any, *, method: str | None = None, f: str | Callable[[np.ndarray], 
                              f"{used.min():.6g} <= 0")
     samples = n * dens.quadrature(fn)
     value, se = _mean_se(samples)
-    return Estimate(value, se, dens.matvecs, samples, method)
+    return Estimate(value, se, dens.matvecs + checked, samples, method)
 
 
 def logdet(A: Any, **kwargs: Any) -> Estimate:

@@ -77,6 +77,12 @@ class LinearOperator:
         Device the operator's arrays live on (``None`` for numpy).
     symmetric : bool
         Whether ``A == A.T``. Symmetric operators reuse ``matvec`` as ``rmatvec``.
+    symmetry_known : bool
+        Whether ``symmetric`` is known to be right: by construction (a curvature
+        operator, a diagonal, a subclass that computes a symmetric product) or by an
+        exact check (a dense or sparse matrix). ``False`` marks a mere claim (a user
+        function declared ``symmetric=True``): the symmetric algorithms then test it
+        with two products (``check_symmetric="auto"``, see :func:`specop.eigsh`).
 
     Notes
     -----
@@ -88,7 +94,7 @@ class LinearOperator:
     __array_ufunc__ = None  # let ``ndarray @ op`` reach __rmatmul__
 
     def __init__(self, shape: tuple[int, int], dtype: Any, *, xp: ModuleType,
-                 device: Any = None, symmetric: bool = False) -> None:
+                 device: Any = None, symmetric: bool = False, symmetry_known: bool = True) -> None:
         if (len(shape) != 2 or not all(isinstance(s, numbers.Integral) and s >= 1 for s in shape)):
             raise ValueError(f"shape: expected two positive integers, got {shape!r}")
         backends.check_floating(xp, dtype, type(self).__name__)
@@ -97,6 +103,7 @@ class LinearOperator:
         self.xp = xp
         self.device = device
         self.is_symmetric = bool(symmetric) and self.shape[0] == self.shape[1]
+        self.symmetry_known = bool(symmetry_known)
 
     # ----------------------------------------------------------------- hooks
     def _matmat(self, V: Any) -> Any:
@@ -167,6 +174,11 @@ class LinearOperator:
     def to_dense(self) -> Any:
         """The operator as a dense ``(m, n)`` array of its backend (small problems, tests)."""
         return self._matmat(backends.eye(self.xp, self.shape[1], self.dtype, self.device))
+
+    def _asymmetry(self) -> float | None:
+        """``max |A - A^T| / max |A|`` where it is cheap to get without products (stored matrices), else None;
+        NaN for a stored matrix with NaN or Inf entries."""
+        return None
 
     def to_scipy(self) -> Any:
         """A :class:`scipy.sparse.linalg.LinearOperator` view (numpy in, numpy out)."""

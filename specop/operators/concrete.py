@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+
 from specop import backends
 from specop._validate import Described, check_bool, check_callable, check_positive_int, fail
 from specop.operators.base import LinearOperator, resolve_like
@@ -31,16 +33,19 @@ class DenseOperator(LinearOperator):
         float32 or float64 array of numpy, torch, jax, cupy or array-api-strict.
     symmetric : bool, optional
         Whether the matrix is symmetric. ``None`` (default) checks ``A == A.T``
-        exactly.
+        exactly; ``True`` is taken as a claim (``symmetry_known`` False: the symmetric
+        algorithms test it with two products).
     """
 
     def __init__(self, array: Any, *, symmetric: bool | None = None) -> None:
         xp = _check_array(array, 2, "DenseOperator")
+        known = symmetric is None
         if symmetric is None:
             symmetric = array.shape[0] == array.shape[1] and bool(xp.all(array == array.T))
+        check_bool(symmetric, "symmetric")
         self.array = array
-        super().__init__(tuple(array.shape), array.dtype, xp=xp,
-                         device=backends.device_of(array), symmetric=symmetric)
+        super().__init__(tuple(array.shape), array.dtype, xp=xp, device=backends.device_of(array),
+                         symmetric=symmetric, symmetry_known=known)
 
     def _matmat(self, V: Any) -> Any:
         return self.array @ V
@@ -50,6 +55,15 @@ class DenseOperator(LinearOperator):
 
     def to_dense(self) -> Any:
         return self.array
+
+    def _asymmetry(self) -> float | None:
+        if self.shape[0] != self.shape[1]:
+            return None
+        D = backends.to_numpy(self.array).astype(np.float64)
+        if not np.isfinite(D).all():
+            return float("nan")
+        top = float(np.max(np.abs(D)))
+        return float(np.max(np.abs(D - D.T))) / top if top > 0 else 0.0
 
 
 class DiagonalOperator(LinearOperator):
@@ -104,7 +118,8 @@ class FunctionOperator(LinearOperator):
     like : optional
         Backend source: array, operator, namespace or backend name (default numpy).
     symmetric : bool
-        Whether the operator is symmetric (then ``rmatvec`` is ``matvec``).
+        Whether the operator is symmetric (then ``rmatvec`` is ``matvec``). A claim
+        that the symmetric algorithms test with two products (``check_symmetric="auto"``).
     rmatvec : callable, optional
         ``v -> A.T @ v`` for a non-symmetric operator.
     matmat : callable, optional
@@ -128,7 +143,8 @@ class FunctionOperator(LinearOperator):
         check_bool(symmetric, "symmetric")
         xp, dtype, device = resolve_like(like, dtype, device)
         self._fn, self._rfn, self._mfn = matvec, rmatvec, matmat
-        super().__init__(shape, dtype, xp=xp, device=device, symmetric=symmetric)
+        # symmetric=True (or False) is the user's word about a function nobody has looked into
+        super().__init__(shape, dtype, xp=xp, device=device, symmetric=symmetric, symmetry_known=False)
 
     def _matvec(self, v: Any) -> Any:
         return self._result(self._fn(v), (self.shape[0],), self._fn)

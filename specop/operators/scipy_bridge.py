@@ -62,10 +62,12 @@ class SparseOperator(LinearOperator):
     def __init__(self, matrix: Any, *, symmetric: bool | None = None) -> None:
         A = scipy.sparse.csr_array(matrix)
         backends.check_floating(np, A.dtype.type, "SparseOperator")
+        known = symmetric is None  # checked exactly; an explicit True is a claim
         if symmetric is None:
             symmetric = A.shape[0] == A.shape[1] and (A != A.T).nnz == 0
         self.matrix = A
-        super().__init__(A.shape, A.dtype.type, xp=backends.namespace("numpy"), symmetric=symmetric)
+        super().__init__(A.shape, A.dtype.type, xp=backends.namespace("numpy"), symmetric=symmetric,
+                         symmetry_known=known)
 
     def _matmat(self, V: Any) -> Any:
         return np.asarray(self.matrix @ V)
@@ -76,6 +78,15 @@ class SparseOperator(LinearOperator):
     def to_dense(self) -> Any:
         return self.matrix.toarray()
 
+    def _asymmetry(self) -> float | None:
+        if self.shape[0] != self.shape[1]:
+            return None
+        if not np.isfinite(self.matrix.data).all():
+            return float("nan")
+        top = float(abs(self.matrix).max()) if self.matrix.nnz else 0.0
+        diff = self.matrix - self.matrix.T
+        return float(abs(diff).max()) / top if top > 0 and diff.nnz else 0.0
+
 
 class ScipyOperator(LinearOperator):
     """A :class:`scipy.sparse.linalg.LinearOperator` wrapped for specop (numpy backend)."""
@@ -84,7 +95,8 @@ class ScipyOperator(LinearOperator):
         dtype = np.dtype(op.dtype if op.dtype is not None else np.float64)
         backends.check_floating(np, dtype.type, "ScipyOperator")
         self.op = op
-        super().__init__(op.shape, dtype.type, xp=backends.namespace("numpy"), symmetric=symmetric)
+        super().__init__(op.shape, dtype.type, xp=backends.namespace("numpy"), symmetric=symmetric,
+                         symmetry_known=False)
 
     def _matmat(self, V: Any) -> Any:
         return self._result(self.op.matmat(V), (self.shape[0], V.shape[1]), "matmat")
