@@ -128,11 +128,15 @@ class SLQDensity(SpectralDensity):
         Eigenvalues computed exactly and removed before the probes ran
         (``spectral_density(..., deflate=k)``); each carries mass ``1 / n``, and the
         quadrature rules describe the other ``n - k`` eigenvalues (mass ``1 - k / n``).
+    residuals : numpy.ndarray, shape (probes, steps)
+        Ritz residual of each node, ``|beta_m s_{m,i}|``: an eigenvalue of the probed
+        operator lies within it of the node (empty when not computed).
     """
 
     nodes: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
     weights: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
     deflated: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    residuals: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
 
     @property
     def num_probes(self) -> int:

@@ -36,19 +36,30 @@ from specop.random import KINDS, probes, resolve_seed
 __all__ = ["spectral_density", "slq_probe"]
 
 
-def _rule(alpha: np.ndarray, beta: np.ndarray, steps: int) -> tuple[np.ndarray, np.ndarray]:
-    """Gauss quadrature nodes and weights of a tridiagonal, padded to ``steps`` with zero weights."""
+def _rule(alpha: np.ndarray, beta: np.ndarray, steps: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Gauss quadrature nodes, weights and Ritz residuals of a tridiagonal, padded to ``steps`` (zero weights).
+
+    The residual of node ``i`` is ``|beta_m s_{m,i}|``: an eigenvalue of ``A`` lies within it of
+    the node (zero after a breakdown: the nodes are then eigenvalues).
+    """
     theta, S = tridiagonal_eigh(alpha, beta[:-1])
     w = S[0] ** 2
-    nodes, weights = np.full(steps, theta[-1]), np.zeros(steps)
+    nodes, weights, resid = np.full(steps, theta[-1]), np.zeros(steps), np.zeros(steps)
     nodes[: theta.size], weights[: theta.size] = theta, w / w.sum()
-    return nodes, weights
+    resid[: theta.size] = abs(float(beta[-1])) * np.abs(S[-1])
+    return nodes, weights, resid
+
+
+def _probe_rule(A: Any, v: Any, steps: int, reorth: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """``(nodes, weights, residuals, matvecs)`` of one probe (see :func:`_rule`)."""
+    res = lanczos(A, v, steps=steps, reorth=reorth, recurrence_dtype="float64", check_symmetric=False)
+    return (*_rule(res.alpha, res.beta, steps), res.matvecs)
 
 
 def slq_probe(A: Any, v: Any, steps: int, reorth: str) -> tuple[np.ndarray, np.ndarray, int]:
     """Gauss quadrature rule of one probe: ``(nodes, weights, matvecs)``, padded to ``steps``."""
-    res = lanczos(A, v, steps=steps, reorth=reorth, recurrence_dtype="float64", check_symmetric=False)
-    return (*_rule(res.alpha, res.beta, steps), res.matvecs)
+    nodes, weights, _, matvecs = _probe_rule(A, v, steps, reorth)
+    return nodes, weights, matvecs
 
 
 class _Deflation:
@@ -83,12 +94,12 @@ class _Deflation:
 
 def _slq_block(A: Any, V: Any, steps: int, reorth: str, rdt: Any, what: str, first: int) -> list[tuple]:
     """Quadrature rules of the probes ``first, first + 1, ...`` in the columns of ``V``:
-    ``[(nodes, weights, matvecs), ...]``."""
+    ``[(nodes, weights, residuals, matvecs), ...]``."""
     if V.shape[1] == 1 or reorth != "none":
         rules = []
         for c in range(V.shape[1]):
             try:
-                rules.append(slq_probe(A, V[:, c], steps, reorth))
+                rules.append(_probe_rule(A, V[:, c], steps, reorth))
             except NonFiniteError as err:
                 raise NonFiniteError(f"{what} (probe {first + c}): {err}") from err
         return rules
@@ -186,7 +197,7 @@ def spectral_density(A: Any, *, method: str = "slq", num_probes: int = 10, steps
     else:
         key = resolve_seed(seed)
     rdt = recurrence_dtype(A, "float64")
-    state = {name: list(done.get(name, [])) for name in ("a", "b", "matvecs")}
+    state = {name: list(done.get(name, [])) for name in ("a", "b", "r", "matvecs")}
     extra = int(done["extra_matvecs"]) if "extra_matvecs" in done else 0
     interval: tuple[float, float] = (0.0, 0.0) if bounds is None else bounds
     if method == "kpm" and bounds is None:
@@ -212,10 +223,11 @@ def spectral_density(A: Any, *, method: str = "slq", num_probes: int = 10, steps
             rows = _slq_block(target, V, steps, reorth, rdt, what, r)
         else:
             mu, mv = chebyshev_moments(A, V, degree, interval, rdt, what, estimated=bounds is None, first=r)
-            rows = [(m, np.zeros(0), mv) for m in mu]
-        for a, b, mv in rows:
+            rows = [(m, np.zeros(0), np.zeros(0), mv) for m in mu]
+        for a, b, res, mv in rows:
             state["a"].append(a)
             state["b"].append(b)
+            state["r"].append(res)
             state["matvecs"].append(mv)
         r = stop
         if store is not None:
@@ -232,5 +244,6 @@ def spectral_density(A: Any, *, method: str = "slq", num_probes: int = 10, steps
     matvecs = int(np.sum(state["matvecs"][:num_probes])) + extra + checked
     if method == "slq":
         return SLQDensity(matvecs=matvecs, n=n, nodes=a, weights=np.asarray(state["b"][:num_probes]),
-                          deflated=np.zeros(0) if defl is None else np.sort(defl.values))
+                          deflated=np.zeros(0) if defl is None else np.sort(defl.values),
+                          residuals=np.asarray(state["r"][:num_probes]))
     return KPMDensity(matvecs=matvecs, n=n, probe_moments=a, bounds=interval, kernel=kernel)

@@ -15,6 +15,7 @@ matvecs it spent. Products are formed in float64 on the operator's device.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,7 +24,7 @@ import numpy as np
 
 from specop import backends
 from specop._errors import NonFiniteError
-from specop._validate import check_seed, fail
+from specop._validate import Described, check_seed, fail
 from specop.linalg._common import (
     REORTH,
     SYMMETRY_MODES,
@@ -44,7 +45,7 @@ FUNCTIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "log": np.log,
     "inv": lambda t: 1.0 / t,
     "exp": np.exp,
-    "sqrt": np.sqrt,
+    "sqrt": lambda t: np.sqrt(np.maximum(t, 0.0)),  # after the domain check: a zero eigenvalue's rounding
 }
 _POSITIVE = ("log", "inv", "sqrt")
 
@@ -141,6 +142,9 @@ def trace(A: Any, *, method: str | None = None, f: str | Callable[[np.ndarray], 
         Default ``"hutchinson"``, or ``"slq"`` when ``f`` is given.
     f : {"log", "inv", "exp", "sqrt"} or callable, optional
         Matrix function (SLQ only); a callable maps Ritz values (numpy array) to values.
+        log and inv need a positive definite operator, sqrt a semidefinite one: a Ritz value
+        ``<= 0`` (``< 0``) is an error, a Ritz interval reaching 0 a ``RuntimeWarning`` with the
+        numbers (see the docs, "what SLQ can see").
     num_probes : int
         Probes (Hutchinson, SLQ) or total matvec budget (Hutch++, at least 3).
     steps : int
@@ -189,15 +193,51 @@ def trace(A: Any, *, method: str | None = None, f: str | Callable[[np.ndarray], 
                             check_symmetric=False)
     assert isinstance(dens, SLQDensity)
     name = f if isinstance(f, str) else None
-    fn = FUNCTIONS[name] if name else (f if f is not None else (lambda t: t))
+    fn: Callable[[np.ndarray], np.ndarray] = (FUNCTIONS[f] if isinstance(f, str) else
+                                               f if f is not None else (lambda t: t))
     if name in _POSITIVE:
-        used = dens.nodes[dens.weights > 0]
-        if used.min() <= 0:
-            raise ValueError(f"trace: f={name!r} needs a positive definite operator, but a Ritz value is "
-                             f"{used.min():.6g} <= 0")
+        _check_domain(dens, name, 4 * n * float(np.finfo(backends.dtype_name(A.dtype)).eps))
+    with np.errstate(all="ignore"):  # a non-finite value is reported below, with the node it came from
+        values = np.asarray(fn(dens.nodes), dtype=np.float64)
+    bad = (dens.weights > 0) & ~np.isfinite(values)
+    if bad.any():
+        r, i = (int(j[0]) for j in np.nonzero(bad))
+        raise fail("f", "a function finite at the Ritz values", Described(
+            f"f({dens.nodes[r, i]:.6g}) = {values[r, i]} (probe {r}, node {i})"))
     samples = n * dens.quadrature(fn)
     value, se = _mean_se(samples)
     return Estimate(value, se, dens.matvecs + checked, samples, method)
+
+
+def _check_domain(dens: SLQDensity, name: str, rel: float) -> None:
+    """What SLQ can see of the spectrum's lower end, for ``f`` = log, inv (positive definite) and sqrt (semidefinite).
+
+    Every Ritz value lies in ``[lambda_min, lambda_max]``, so a Ritz value ``<= 0`` (``< 0`` for
+    sqrt) proves that ``A`` is not positive definite (semidefinite): that is an error. The converse
+    cannot be proved by SLQ: it sees the spectrum only through its Ritz values, each within its
+    residual ``rho = |beta_m s_m|`` of an eigenvalue. When a Ritz interval ``[theta - rho, theta + rho]``
+    reaches ``0``, a non-positive eigenvalue is not excluded at the run's resolution: a warning with
+    the numbers (more steps resolve the lower end). Clear of ``0``, no eigenvalue ``<= 0`` is in sight.
+    For sqrt a zero eigenvalue is fine: the tests allow the Ritz values' rounding, ``rel max |theta|``.
+    """
+    used = dens.weights > 0
+    need = "positive semidefinite" if name == "sqrt" else "positive definite"
+    theta = np.where(used, dens.nodes, np.inf)
+    r, i = np.unravel_index(int(np.argmin(theta)), theta.shape)
+    low = float(theta[r, i])
+    slack = rel * float(np.max(np.abs(dens.nodes[used]))) if name == "sqrt" else 0.0
+    if low < -slack or (low == 0 and name != "sqrt"):
+        raise ValueError(f"trace: f={name!r} needs a {need} operator, but a Ritz value is {low:.6g} "
+                         f"{'<' if name == 'sqrt' else '<='} 0 (probe {r}): lambda_min <= {low:.6g}")
+    if dens.residuals.shape != dens.nodes.shape:
+        return
+    reach = np.where(used, dens.nodes - dens.residuals, np.inf)
+    r, i = np.unravel_index(int(np.argmin(reach)), reach.shape)
+    if reach[r, i] <= -slack:
+        warnings.warn(f"trace: f={name!r} needs a {need} operator, and SLQ cannot exclude an eigenvalue <= 0: "
+                      f"the Ritz value {dens.nodes[r, i]:.6g} (probe {r}) is within its residual "
+                      f"{dens.residuals[r, i]:.3g} of 0; f is applied as if A were {need} (more steps resolve "
+                      "the lower end of the spectrum)", RuntimeWarning, stacklevel=3)
 
 
 def logdet(A: Any, **kwargs: Any) -> Estimate:
