@@ -46,6 +46,7 @@ __all__ = [
     "vdot",
     "scale",
     "astype",
+    "contiguous",
     "is_array",
     "eye",
 ]
@@ -319,6 +320,26 @@ def scale(x: Any, c: Any) -> Any:
     if aac.is_torch_array(x) and not x.requires_grad:
         return x.div_(c)
     return x / c
+
+
+def contiguous(x: Any) -> Any:
+    """``x`` with a row-major (C-contiguous) memory layout, on its device.
+
+    Two arrays with equal values but different layouts (a transposed view, and its copy
+    reloaded from a file) may take different BLAS paths and round differently; algorithms
+    that must be bit-reproducible from stored arrays make their operands contiguous.
+    """
+    if aac.is_numpy_array(x):
+        return np.ascontiguousarray(x)
+    if aac.is_torch_array(x):
+        return x.contiguous()
+    if aac.is_cupy_array(x):
+        import cupy
+
+        return cupy.ascontiguousarray(x)
+    if aac.is_jax_array(x):
+        return x  # no user-visible strides: results are materialised row-major
+    return from_numpy(np.ascontiguousarray(to_numpy(x)), namespace_of(x), device_of(x), x.dtype)
 
 
 def astype(x: Any, dtype: Any, xp: ModuleType) -> Any:

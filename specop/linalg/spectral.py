@@ -26,7 +26,7 @@ from specop.linalg._common import (
     recurrence_dtype,
 )
 from specop.linalg.batched import lanczos_columns
-from specop.linalg.checkpoint import Checkpoint
+from specop.linalg.checkpoint import Checkpoint, operator_probe
 from specop.linalg.density import KPMDensity, SLQDensity, SpectralDensity
 from specop.linalg.kpm import KERNELS, chebyshev_moments, estimate_bounds
 from specop.linalg.lanczos import lanczos, tridiagonal_eigh
@@ -78,7 +78,9 @@ class _Deflation:
             from specop.linalg.thick_restart import eigsh
 
             res = eigsh(A, k, which="LA", tol=1e-6, seed=key, verify=False, check_symmetric=False)
-            self.values, self.U, self.matvecs = res.eigenvalues, res.eigenvectors, int(res.matvecs)
+            # row-major, as a basis reloaded from a checkpoint is: the same layout, the same BLAS path and
+            # rounding, so that a resumed run is bit-identical (a transposed view rounded differently)
+            self.values, self.U, self.matvecs = res.eigenvalues, backends.contiguous(res.eigenvectors), int(res.matvecs)
         self.op = FunctionOperator(lambda v: self.project(A.matvec(self.project(v))), A.shape, A.dtype, like=A,
                                    symmetric=True, matmat=lambda V: self.project(A.matmat(self.project(V))))
 
@@ -104,6 +106,19 @@ def _slq_block(A: Any, V: Any, steps: int, reorth: str, rdt: Any, what: str, fir
                 raise NonFiniteError(f"{what} (probe {first + c}): {err}") from err
         return rules
     return [(*_rule(a, b, steps), steps) for a, b in lanczos_columns(A, V, steps, rdt, what, first)]
+
+
+def _schema(method: str, steps: int, degree: int, n: int, deflate: int, estimated: bool) -> dict[str, Any]:
+    """The arrays a checkpoint of these settings holds: ``{name: (shape, kind)}`` (``"p"``: the probes stored)."""
+    width = steps if method == "slq" else 0
+    schema: dict[str, Any] = {"a": (("p", steps if method == "slq" else degree + 1), "f"), "b": (("p", width), "f"),
+                              "r": (("p", width), "f"), "matvecs": (("p",), "i"), "extra_matvecs": ((), "i")}
+    if method == "kpm" and estimated:
+        schema["bounds"] = ((2,), "f")
+    if deflate:
+        schema |= {"deflated": ((deflate,), "f"), "deflate_vectors": ((n, deflate), "f"),
+                   "deflate_matvecs": ((), "i")}
+    return schema
 
 
 def spectral_density(A: Any, *, method: str = "slq", num_probes: int = 10, steps: int = 90, degree: int = 90,
@@ -182,10 +197,11 @@ def spectral_density(A: Any, *, method: str = "slq", num_probes: int = 10, steps
     checked = ensure_symmetric(A, "spectral_density", check_symmetric)  # its products: 0 or 2
     steps = min(steps, n - deflate)
     fingerprint: dict[str, Any] = {"deflate": deflate} if deflate else {}
-    fingerprint |= {"method": method, "n": n, "dtype": backends.dtype_name(A.dtype), "kind": kind, "block": block,
-                   **({"steps": steps, "reorth": reorth} if method == "slq" else
-                      {"degree": degree, "kernel": kernel, "bounds": bounds})}
-    store, done = None, {}
+    fingerprint |= {"method": method, "n": n, "dtype": backends.dtype_name(A.dtype), "backend": A.backend,
+                    "kind": kind, "block": block,
+                    **({"steps": steps, "reorth": reorth} if method == "slq" else
+                       {"degree": degree, "kernel": kernel, "bounds": bounds})}
+    store, done, identity = None, {}, None
     if checkpoint is not None:
         store = Checkpoint(checkpoint, fingerprint)
         stored = store.stored_fingerprint()
@@ -193,7 +209,11 @@ def spectral_density(A: Any, *, method: str = "slq", num_probes: int = 10, steps
             seed = stored.get("seed")
         key = resolve_seed(seed)
         store.fingerprint["seed"] = key
-        done = store.load()
+        # the operator itself (one matmat of two fixed probes, bookkeeping outside `matvecs`): a checkpoint
+        # of another operator of the same size is refused, not reused
+        identity = operator_probe(A)
+        done = store.load(_schema(method, steps, degree, n, deflate, bounds is None), identity,
+                          backends.dtype_name(A.dtype))
     else:
         key = resolve_seed(seed)
     rdt = recurrence_dtype(A, "float64")
@@ -237,7 +257,7 @@ def spectral_density(A: Any, *, method: str = "slq", num_probes: int = 10, steps
                 arrays["bounds"] = np.asarray(interval)
             if defl is not None:
                 arrays |= defl.arrays()
-            store.save(arrays)
+            store.save(arrays, identity)
         if progress is not None:
             progress(r, num_probes)
     a = np.asarray(state["a"][:num_probes])
