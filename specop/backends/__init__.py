@@ -29,6 +29,8 @@ __all__ = [
     "namespace",
     "namespace_of",
     "device_of",
+    "device_state",
+    "restore_device",
     "same_device",
     "check_floating",
     "float_dtype",
@@ -133,6 +135,32 @@ def device_of(x: Any) -> Any:
     if aac.is_numpy_array(x):
         return None
     return aac.device(x)
+
+
+def device_state(xp: ModuleType, device: Any) -> Any:
+    """A picklable stand-in for ``device`` (a JAX device is not picklable: its platform and id)."""
+    if backend_name(xp) == "jax" and device is not None:
+        if hasattr(device, "platform") and hasattr(device, "id"):
+            return ("jax-device", str(device.platform), int(device.id))
+        return ("jax-device", None, None)  # a sharding: the arrays decide where they live after a reload
+    return device
+
+
+def restore_device(xp: ModuleType, state: Any) -> Any:
+    """The device that :func:`device_state` stood in for, on this machine.
+
+    A JAX device is looked up by platform and id; where this machine has no such device the
+    default device is used (where JAX puts the reloaded arrays too).
+    """
+    if isinstance(state, tuple) and len(state) == 3 and state[0] == "jax-device":
+        import jax
+
+        _, platform, ident = state
+        for dev in jax.devices():
+            if platform is not None and dev.platform == platform and dev.id == ident:
+                return dev
+        return device_of(xp.empty(0))
+    return state
 
 
 def same_device(a: Any, b: Any) -> bool:

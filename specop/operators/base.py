@@ -105,6 +105,20 @@ class LinearOperator:
         self.is_symmetric = bool(symmetric) and self.shape[0] == self.shape[1]
         self.symmetry_known = bool(symmetry_known)
 
+    # ------------------------------------------------------------- pickling
+    def __getstate__(self) -> dict[str, Any]:
+        """The operator's state with its namespace (a module) as the backend name and its device picklable."""
+        state = self.__dict__.copy()
+        state["xp"] = backends.backend_name(self.xp)
+        state["device"] = backends.device_state(self.xp, self.device)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        state = dict(state)
+        state["xp"] = backends.namespace(state["xp"])
+        state["device"] = backends.restore_device(state["xp"], state["device"])
+        self.__dict__.update(state)
+
     # ----------------------------------------------------------------- hooks
     def _matmat(self, V: Any) -> Any:
         if type(self)._matvec is LinearOperator._matvec:

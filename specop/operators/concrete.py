@@ -47,6 +47,10 @@ class DenseOperator(LinearOperator):
         super().__init__(tuple(array.shape), array.dtype, xp=xp, device=backends.device_of(array),
                          symmetric=symmetric, symmetry_known=known)
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        self.device = backends.device_of(self.array)  # where the reloaded array lives
+
     def _matmat(self, V: Any) -> Any:
         return self.array @ V
 
@@ -74,6 +78,10 @@ class DiagonalOperator(LinearOperator):
         self.diagonal = d
         n = d.shape[0]
         super().__init__((n, n), d.dtype, xp=xp, device=backends.device_of(d), symmetric=True)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        self.device = backends.device_of(self.diagonal)  # where the reloaded array lives
 
     def _matmat(self, V: Any) -> Any:
         return self.diagonal[:, None] * V

@@ -31,6 +31,10 @@ class _ScipyView(spla.LinearOperator):
         super().__init__(dtype=np.dtype(backends.dtype_name(op.dtype)), shape=op.shape)
 
     def _move(self, x: np.ndarray) -> Any:
+        x = np.asarray(x)
+        if x.dtype.kind not in "fiub":  # a cast would drop the imaginary part silently
+            raise fail(f"{type(self.op).__name__}.to_scipy() view", f"a real {self.dtype} vector",
+                       Described(f"one of dtype {x.dtype} (apply the real and imaginary parts separately)"), TypeError)
         return backends.from_numpy(np.asarray(x, dtype=self.dtype), self.op.xp, self.op.device, self.op.dtype)
 
     @staticmethod
