@@ -130,7 +130,13 @@ def check_bounds(bounds: Any, name: str = "bounds") -> tuple[float, float] | Non
     if bounds is None:
         return None
     expected = "None or a pair (lo, hi) of finite real numbers with lo < hi"
+    from specop import backends
+
+    if backends.is_array(bounds):  # an array of any backend: its values, on the host
+        bounds = np.asarray(backends.to_numpy(bounds))
     if isinstance(bounds, (str, bytes)) or not isinstance(bounds, (Sequence, np.ndarray)):
+        raise fail(name, expected, bounds)
+    if isinstance(bounds, np.ndarray) and bounds.ndim != 1:
         raise fail(name, expected, bounds)
     items = list(bounds)
     if len(items) != 2:

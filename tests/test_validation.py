@@ -170,3 +170,24 @@ def test_identity_size_and_probe_arguments(backend):
     with pytest.raises(ValueError) as err:
         specop.random.probes(3, 1, seed=0, kind="normal")
     _style(err, "kind")
+
+
+def test_density_methods_check_sigma_and_points(backend):
+    A = specop.DenseOperator(backend.asarray(np.diag(np.arange(1.0, 7.0))))
+    for dens in (specop.spectral_density(A, num_probes=2, steps=3, seed=0),
+                 specop.spectral_density(A, method="kpm", num_probes=2, degree=6, seed=0)):
+        for sigma in (0.0, -0.1, float("nan"), float("inf"), "1"):
+            for call in (lambda s=sigma, d=dens: d.evaluate([1.0, 2.0], sigma=s),
+                         lambda s=sigma, d=dens: d.cdf(1.5, sigma=s),
+                         lambda s=sigma, d=dens: d.std_error([1.0], sigma=s)):
+                with pytest.raises(ValueError) as err:  # 0 gave nan, a negative width negative densities
+                    call()
+                _style(err, "sigma")
+        with pytest.raises(ValueError) as err:
+            dens.cdf("a")
+        _style(err, "x")
+        with pytest.raises(ValueError) as err:
+            dens.evaluate(["low", "high"])
+        _style(err, "grid")
+    bounds = backend.asarray(np.array([0.0, 7.0]))  # an array of the operator's backend is a pair too
+    assert specop.spectral_density(A, method="kpm", num_probes=1, degree=4, bounds=bounds, seed=0).bounds == (0.0, 7.0)
