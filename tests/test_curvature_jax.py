@@ -93,7 +93,7 @@ def test_hessian_matches_jax_hessian(model):
     assert rel(HessianOperator(ce, params, (X, y), model_fn=fn).to_dense(), dense) <= 1e-10
     assert rel(HessianOperator("cross_entropy", params, (X, y), model_fn=fn).to_dense(), dense) <= 1e-10
     assert rel(H.gradient(), jax.grad(lambda f: loss(unravel(f), (X, y)))(flat)) <= 1e-10
-    assert abs(float(H.loss()) - float(loss(params, (X, y)))) <= 1e-12
+    assert abs(float(H.loss()) - float(jax.jit(loss)(params, (X, y)))) <= 1e-12
 
 
 @pytest.mark.parametrize("model", ["mlp", "conv"])
@@ -211,6 +211,12 @@ def test_bad_input_gives_clear_errors():
         GGNOperator(fn, "cross_entropy", params, (X, y), devices=jax.devices() * 2)
     with pytest.raises(ValueError, match="loss_fn_on_outputs"):
         GGNOperator(fn, "hinge", params, (X, y))
+    with pytest.raises(ValueError, match="outside"):  # labels neither a class nor ignore_index
+        GGNOperator(fn, "cross_entropy", params, (X, y + 1))
+    with pytest.raises(ValueError, match="mask"):  # a callable loss applies its own mask
+        GGNOperator(fn, ce, params, (X, y, jnp.ones(13)), mask=2)
+    with pytest.raises(TypeError, match="model_fn"):  # a loss on outputs without a model
+        HessianOperator("cross_entropy", params, (X, y))
 
 
 def test_float64_without_x64_is_refused_or_warned():

@@ -23,6 +23,7 @@ import jax
 
 from specop.curvature._core import BatchLoss, as_batch_loss
 from specop.curvature.jax._batches import Batch, leading_size
+from specop.curvature.jax._losses import CrossEntropyLoss, MSELoss
 from specop.curvature.jax._model import ModelLoss
 from specop.curvature.jax.base import JaxCurvatureOperator, Theta
 
@@ -64,7 +65,7 @@ class HessianOperator(JaxCurvatureOperator):
         if model_fn is not None:
             self.model = ModelLoss(model_fn, loss_fn, inputs=inputs, targets=targets, mask=mask, output=output,
                                    has_aux=has_aux, what="loss_fn")
-        elif not callable(loss_fn) or isinstance(loss_fn, str):
+        elif not callable(loss_fn) or isinstance(loss_fn, (str, CrossEntropyLoss, MSELoss)):
             raise TypeError(f"loss_fn: expected a callable loss_fn(params, batch), got {type(loss_fn).__name__} "
                             "(a loss on outputs needs model_fn=)")
         elif any(s is not None for s in (inputs, targets, mask, output)):
