@@ -129,6 +129,24 @@ def test_mc_fisher_with_ignored_tokens_converges_to_the_ggn(lm_problem):
     assert many < 0.05
 
 
+def test_user_pair_losses_and_summed_losses_follow_the_definition(lm_problem):
+    params, batch, weight, refs = lm_problem
+
+    def pair(p, b):  # a user loss_fn(params, batch) returning (sum, normalizer), written by hand
+        logp = jax.nn.log_softmax(lm(p, b["tokens"]), axis=-1)
+        lab = jnp.where(b["labels"] == IGNORE, 0, b["labels"])
+        w = (b["labels"] != IGNORE) * b["mask"] * weight[lab]
+        return -jnp.sum(w * jnp.take_along_axis(logp, lab[..., None], axis=-1)[..., 0]), jnp.sum(w)
+
+    halves = [jax.tree_util.tree_map(lambda a, s=s: a[s], batch) for s in (slice(0, 3), slice(3, 6))]
+    H = HessianOperator(pair, params, halves)
+    assert rel(H.to_dense(), refs["hessian"]) <= 1e-10
+    summed = HessianOperator(CrossEntropyLoss(weight=weight, ignore_index=IGNORE, reduction="sum"), params, batch,
+                             model_fn=lm, inputs="tokens", targets="labels", mask="mask")
+    assert summed.normalizer is None and H.normalizer > 0
+    assert rel(summed.to_dense(), H.normalizer * refs["hessian"]) <= 1e-10  # L = sum_b S_b: no division
+
+
 # ------------------------------------------------------------------- float32
 @pytest.mark.parametrize("kind", ["hessian", "ggn", "fisher-mc", "fisher-emp"])
 def test_float32_matmat_equals_its_matvecs_and_the_float64_truth(lm_problem, kind):
