@@ -32,7 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-__all__ = ["Layout", "split_params", "is_none"]
+__all__ = ["Layout", "PytreeViews", "split_params", "is_none"]
 
 
 def is_none(x: Any) -> bool:
@@ -186,3 +186,53 @@ def split_params(params: Any, trainable: Any = None) -> tuple[Layout, Any, list[
     fixed = [jnp.asarray(leaf) for leaf, k in zip(leaves, kinds, strict=True) if k == "fixed"]
     statics = tuple(leaf if k == "static" else None for leaf, k in zip(leaves, kinds, strict=True))
     return Layout(treedef, kinds, paths, statics, unravel_leaves, flat.dtype), flat, fixed
+
+
+class PytreeViews:
+    """The operator seen on parameter pytrees: ``ravel``, ``unravel``, ``matvec_tree`` and ``layout``.
+
+    A mixin for an operator with a :class:`Layout` in ``self._layout`` and a flat ``matvec``.
+    """
+
+    _layout: Layout
+    shape: tuple[int, int]
+    matvec: Any
+
+    def matvec_tree(self, tree: Any) -> Any:
+        """``A @ tree`` for a params-shaped pytree (fixed leaves ignored; ``None`` there in the result)."""
+        return self.unravel(self.matvec(self.ravel(tree)))
+
+    def ravel(self, tree: Any) -> Any:
+        """The flat vector (P,) of the coordinate leaves of a params-shaped pytree."""
+        return self._layout.ravel(tree)
+
+    @property
+    def layout(self) -> Layout:
+        """How the parameter pytree maps to the flat coordinates."""
+        return self._layout
+
+    def unravel(self, v: Any, *, stacked: bool = False) -> Any:
+        """Flat vector(s) as parameter pytrees (``None`` at the fixed leaves).
+
+        Parameters
+        ----------
+        v : array of shape (P,) or (P, k)
+            A flat vector, or ``k`` of them as columns (e.g. ``eigsh`` eigenvectors).
+        stacked : bool
+            For ``(P, k)``: one pytree whose leaves carry a trailing axis of size
+            ``k`` (True), or a list of ``k`` pytrees (False, default).
+
+        Returns
+        -------
+        pytree or list of pytrees
+        """
+        P = self.shape[0]
+        shape = tuple(getattr(v, "shape", ()))
+        if len(shape) not in (1, 2) or shape[0] != P:
+            raise ValueError(f"unravel: expected an array of shape ({P},) or ({P}, k), got shape {shape}")
+        v = jnp.asarray(v)
+        if v.ndim == 1:
+            return self._layout.unravel(v)
+        if stacked:
+            return jax.vmap(self._layout.unravel, in_axes=1, out_axes=-1)(v)
+        return [self._layout.unravel(v[:, j]) for j in range(v.shape[1])]

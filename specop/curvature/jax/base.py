@@ -47,7 +47,8 @@ from specop import backends
 from specop.curvature import _core
 from specop.curvature.jax import _batches
 from specop.curvature.jax._batches import Batch
-from specop.curvature.jax._params import Layout, is_none, split_params
+from specop.curvature.jax._params import PytreeViews, split_params
+from specop.curvature.jax._placement import _Mesh, _put, _warn_truncated_float64, _x64, cast_params
 from specop.operators.base import LinearOperator
 
 __all__ = ["JaxCurvatureOperator", "Theta"]
@@ -60,55 +61,7 @@ class Theta(NamedTuple):
     fixed: Any
 
 
-def _x64() -> bool:
-    return bool(jax.config.jax_enable_x64)  # type: ignore[attr-defined]
-
-
-def _warn_truncated_float64(params: Any, batch: Any) -> None:
-    """Warn when float64 inputs will silently compute in float32 (``jax_enable_x64`` off)."""
-    if _x64():
-        return
-    leaves = jax.tree_util.tree_leaves(params) + jax.tree_util.tree_leaves(batch)
-    if any(str(getattr(a, "dtype", "")).endswith("float64") for a in leaves):
-        warnings.warn("params/data: float64 arrays given but jax_enable_x64 is off, so JAX computes in "
-                      "float32; call jax.config.update('jax_enable_x64', True) before creating arrays",
-                      UserWarning, stacklevel=5)
-
-
-def _put(a: Any, sharding: Any) -> Any:
-    """``a`` placed with ``sharding``; across processes ``a`` is this process's local part."""
-    if getattr(a, "sharding", None) == sharding:
-        return a
-    if sharding.is_fully_addressable:
-        return jax.device_put(a, sharding)
-    return jax.make_array_from_process_local_data(sharding, np.asarray(a))
-
-
-def _cast_params(params: Any, dtype: Any) -> Any:
-    return jax.tree_util.tree_map(
-        lambda a: a.astype(dtype) if isinstance(a, (jax.Array, np.ndarray)) and jnp.issubdtype(a.dtype, jnp.floating)
-        else a, params, is_leaf=is_none)
-
-
-class _Mesh(NamedTuple):
-    """A picklable description of a device mesh sharding (device ids, axis names, partition spec)."""
-
-    ids: Any
-    axes: tuple
-    spec: Any
-
-    @staticmethod
-    def of(sharding: Any) -> _Mesh:
-        ids = np.vectorize(lambda d: d.id)(sharding.mesh.devices)
-        return _Mesh(ids, tuple(sharding.mesh.axis_names), sharding.spec)
-
-    def build(self) -> Any:
-        by_id = {d.id: d for d in jax.devices()}
-        devices = np.vectorize(lambda i: by_id[int(i)], otypes=[object])(self.ids)
-        return jax.sharding.NamedSharding(jax.sharding.Mesh(devices, self.axes), self.spec)
-
-
-class JaxCurvatureOperator(LinearOperator):
+class JaxCurvatureOperator(PytreeViews, LinearOperator):
     """A ``P x P`` curvature matrix of a JAX loss over a data set.
 
     Parameters
@@ -172,7 +125,7 @@ class JaxCurvatureOperator(LinearOperator):
                 raise ValueError("dtype: float64 needs jax_enable_x64 (jax.config.update('jax_enable_x64', True) "
                                  "before creating arrays)")
             self._dtype = jnp.dtype(name)
-            params = _cast_params(params, self._dtype)
+            params = cast_params(params, self._dtype)
         self._layout, flat, fixed = split_params(params, trainable)
         xp = backends.namespace("jax")
         backends.check_floating(xp, flat.dtype, type(self).__name__)
@@ -406,14 +359,6 @@ class JaxCurvatureOperator(LinearOperator):
             return Theta(self._traced(jnp.asarray(params), 1, "params"), self._theta.fixed)
         return Theta(self._layout.ravel(params, "params"), self._layout.fixed_of(params, "params"))
 
-    def matvec_tree(self, tree: Any) -> Any:
-        """``A @ tree`` for a params-shaped pytree (fixed leaves ignored; ``None`` there in the result)."""
-        return self.unravel(self.matvec(self.ravel(tree)))
-
-    def ravel(self, tree: Any) -> Any:
-        """The flat vector (P,) of the coordinate leaves of a params-shaped pytree."""
-        return self._layout.ravel(tree)
-
     # ---------------------------------------------------- loss and gradient
     def gradient(self) -> Any:
         """Flat gradient of the data-set loss ``L`` (``sum_b grad S_b / sum_b Z_b``)."""
@@ -431,32 +376,6 @@ class JaxCurvatureOperator(LinearOperator):
         if self._Z is None:
             return val, grad
         return val / self._Z, grad / self._Z
-
-    def unravel(self, v: Any, *, stacked: bool = False) -> Any:
-        """Flat vector(s) as parameter pytrees (``None`` at the fixed leaves).
-
-        Parameters
-        ----------
-        v : array of shape (P,) or (P, k)
-            A flat vector, or ``k`` of them as columns (e.g. ``eigsh`` eigenvectors).
-        stacked : bool
-            For ``(P, k)``: one pytree whose leaves carry a trailing axis of size
-            ``k`` (True), or a list of ``k`` pytrees (False, default).
-
-        Returns
-        -------
-        pytree or list of pytrees
-        """
-        P = self.shape[0]
-        shape = tuple(getattr(v, "shape", ()))
-        if len(shape) not in (1, 2) or shape[0] != P:
-            raise ValueError(f"unravel: expected an array of shape ({P},) or ({P}, k), got shape {shape}")
-        v = jnp.asarray(v)
-        if v.ndim == 1:
-            return self._layout.unravel(v)
-        if stacked:
-            return jax.vmap(self._layout.unravel, in_axes=1, out_axes=-1)(v)
-        return [self._layout.unravel(v[:, j]) for j in range(v.shape[1])]
 
     # ------------------------------------------------------------- pickling
     def __getstate__(self) -> dict:
@@ -476,8 +395,3 @@ class JaxCurvatureOperator(LinearOperator):
         if isinstance(kwargs.get("sharding"), _Mesh):
             kwargs["sharding"] = kwargs["sharding"].build()
         type(self).__init__(self, *args, **kwargs)
-
-    @property
-    def layout(self) -> Layout:
-        """How the parameter pytree maps to the flat coordinates."""
-        return self._layout
