@@ -5,7 +5,8 @@ an operator with ``is_symmetric=False`` is refused; one whose symmetry is known 
 sparse matrix checked exactly, a diagonal, sums/scalings/shifts and Gram products of known
 ones, any subclass symmetric by construction) costs no product; a claim
 (``FunctionOperator(symmetric=True)``, a scipy operator) is tested with two products. The
-dense path of eigsh compares the whole matrix with its transpose. ``check_symmetric=False``
+dense path of eigsh compares the whole matrix with its transpose for a claim (or with
+``check_symmetric=True``). ``check_symmetric=False``
 uses the operator as is.
 """
 

@@ -122,9 +122,10 @@ class EigshResult:
 def _dense(A: Any, k: int, which: str, vectors: bool, check: bool) -> EigshResult:
     """All eigenpairs of ``to_dense()`` by LAPACK; ``check``: refuse a matrix that is not symmetric.
 
-    The whole matrix is compared with its transpose: a difference beyond the rounding of its
-    products (``1e3 eps sqrt(n) max |A|``; zero for a dense matrix) is refused, one within it is
-    averaged away.
+    With ``check`` the whole matrix is compared with its transpose: a difference beyond the
+    rounding of its products (``1e3 eps sqrt(n) max |A|``; zero for a dense matrix) is refused,
+    one within it is averaged away (as is any difference without ``check``: an operator
+    symmetric by construction whose products are inexact).
     """
     D = backends.to_numpy(A.to_dense()).astype(np.float64)
     bad = np.flatnonzero(~np.isfinite(D).all(axis=0))
@@ -224,9 +225,12 @@ def eigsh(A: Any, k: int = 6, *, which: str = "LA", tol: float = 1e-8, maxiter: 
     v0 = check_v0(A, v0, "eigsh")
     if dense is True or (dense == "auto" and ncv >= n):
         # the dense path looks at the whole matrix: the flag is refused as on the Krylov path, a claim
-        # is checked exactly instead of by two random products
+        # is checked exactly instead of by two random products; an operator symmetric by construction
+        # (a curvature operator, an InverseOperator whose inner solves are accurate to their rtol only)
+        # is trusted as on the Krylov path, unless check_symmetric=True asks for the test
         ensure_symmetric(A, "eigsh", check_symmetric, products=False)
-        return _dense(A, k, which, return_eigenvectors, check_symmetric is not False)
+        whole = check_symmetric is True or (check_symmetric == "auto" and not A.symmetry_known)
+        return _dense(A, k, which, return_eigenvectors, whole)
     extra = ensure_symmetric(A, "eigsh", check_symmetric)
     with backends.host_blas_single_thread(A.xp):
         res = _ThickRestart(A, n, k, which, float(tol), maxiter, ncv, seed, verify).run(v0, return_eigenvectors)
