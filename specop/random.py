@@ -17,12 +17,12 @@ easy as 1, 2, 3", SC 2011 (the Philox generator).
 from __future__ import annotations
 
 import math
-import numbers
 from typing import Any
 
 import numpy as np
 
 from specop import backends
+from specop._validate import check_choice, check_positive_int, check_seed
 
 __all__ = ["probes", "resolve_seed", "KINDS", "CHUNK"]
 
@@ -37,12 +37,11 @@ def resolve_seed(seed: int | np.random.Generator | None) -> int:
     A Generator is advanced by one draw, so a run seeded by it is reproducible
     from the Generator's state; ``None`` draws fresh OS entropy.
     """
+    seed = check_seed(seed)
     if seed is None:
         return int(np.random.SeedSequence().generate_state(2, np.uint64).view(np.uint64)[0])
     if isinstance(seed, np.random.Generator):
         return int(seed.integers(0, 2**63))
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
-        raise ValueError(f"seed: expected a non-negative int, a numpy Generator or None, got {seed!r}")
     return int(seed)
 
 
@@ -100,11 +99,9 @@ def probes(n: int, count: int, *, seed: int | np.random.Generator | None, kind: 
     """
     from specop.operators.base import resolve_like
 
-    for name, value, low in (("n", n, 1), ("count", count, 0), ("start", start, 0)):
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
-            raise ValueError(f"{name}: expected an integer >= {low}, got {value!r}")
-    if kind not in KINDS:
-        raise ValueError(f"kind: expected one of {KINDS}, got {kind!r}")
+    n = check_positive_int(n, "n")
+    count, start = check_positive_int(count, "count", 0), check_positive_int(start, "start", 0)
+    check_choice(kind, "kind", KINDS)
     key = resolve_seed(seed)
     xp, dtype, device = resolve_like(like, dtype)
     backends.check_floating(xp, dtype, "probes")

@@ -164,28 +164,34 @@ def run(backend: Any, prop: Callable[..., None], *strategies: st.SearchStrategy[
         _size_pool[0] = None
 
 
-def nan_after(backend: Any, A: np.ndarray, calls: int, symmetric: bool = True) -> specop.FunctionOperator:
-    """A function operator equal to ``A`` whose products return NaN after ``calls`` calls.
+class _NanAfter(specop.LinearOperator):
+    """``A`` until product call ``calls`` (0-based), then NaN; symmetric by construction unless told.
 
-    ``symmetric=False``: a rectangular or non-symmetric ``A``, with ``A.T``'s exact adjoint product.
+    A symmetric one spends none of its calls on a symmetry test; a rectangular or non-symmetric one has
+    ``A.T``'s exact adjoint product (calls counted with the forward ones).
     """
-    op = specop.DenseOperator(backend.asarray(A))
-    count = [0]
-    xp = backend.xp
 
-    def matvec(v: Any) -> Any:
-        count[0] += 1
-        y = op.matvec(v)
-        return y * xp.nan if count[0] > calls else y
+    def __init__(self, op: specop.DenseOperator, calls: int, symmetric: bool) -> None:
+        self.op, self.calls, self.count = op, calls, 0
+        super().__init__(op.shape, op.dtype, xp=op.xp, device=op.device, symmetric=symmetric)
 
-    def matmat(V: Any) -> Any:
-        count[0] += 1
-        Y = op.matmat(V)
-        return Y * xp.nan if count[0] > calls else Y
+    def _poison(self, Y: Any) -> Any:
+        self.count += 1
+        return Y * self.xp.nan if self.count > self.calls else Y
 
-    if not symmetric:
-        return specop.FunctionOperator(matvec, A.shape, like=op, rmatvec=op.rmatvec)
-    return specop.FunctionOperator(matvec, A.shape, like=op, symmetric=True, matmat=matmat)
+    def _matmat(self, V: Any) -> Any:
+        return self._poison(self.op.matmat(V))
+
+    def _rmatmat(self, V: Any) -> Any:
+        return self._poison(self.op.rmatmat(V))
+
+    def _matvec(self, v: Any) -> Any:
+        return self._matmat(v[:, None])[:, 0]
+
+
+def nan_after(backend: Any, A: np.ndarray, calls: int, symmetric: bool = True) -> specop.LinearOperator:
+    """An operator equal to ``A`` whose products return NaN after ``calls`` calls (see ``_NanAfter``)."""
+    return _NanAfter(specop.DenseOperator(backend.asarray(A)), calls, symmetric)
 
 
 # ------------------------------------------------------- the strategies themselves

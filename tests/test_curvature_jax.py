@@ -20,12 +20,11 @@ from specop.curvature.jax import FisherOperator, GGNOperator, HessianOperator  #
 jax.config.update("jax_enable_x64", True)
 
 
-def mlp_params(key, widths=(5, 4, 3)):
+def mlp_params(rng, widths=(5, 4, 3)):
     params = {}
     for i, (a, b) in enumerate(itertools.pairwise(widths)):
-        k1, k2, key = jax.random.split(key, 3)
-        params[f"W{i}"] = jax.random.normal(k1, (a, b), dtype=jnp.float64) / np.sqrt(a)
-        params[f"b{i}"] = 0.1 * jax.random.normal(k2, (b,), dtype=jnp.float64)
+        params[f"W{i}"] = jnp.asarray(rng.standard_normal((a, b)) / np.sqrt(a))
+        params[f"b{i}"] = jnp.asarray(0.1 * rng.standard_normal(b))
     return params
 
 
@@ -38,10 +37,9 @@ def mlp(params, x):
     return x
 
 
-def conv_params(key):
-    k1, k2 = jax.random.split(key)
-    return {"K": 0.3 * jax.random.normal(k1, (2, 1, 3, 3), dtype=jnp.float64),
-            "W": 0.3 * jax.random.normal(k2, (2 * 4 * 4, 3), dtype=jnp.float64)}
+def conv_params(rng):
+    return {"K": jnp.asarray(0.3 * rng.standard_normal((2, 1, 3, 3))),
+            "W": jnp.asarray(0.3 * rng.standard_normal((2 * 4 * 4, 3)))}
 
 
 def conv(params, x):  # x: (B, 1, 6, 6)
@@ -54,22 +52,25 @@ def ce(out, y):
 
 
 def problem(model="mlp", n=13, seed=0):
-    key = jax.random.PRNGKey(seed)
-    kp, kx, ky = jax.random.split(key, 3)
+    rng = np.random.default_rng(seed)  # numpy draws: jax.random compiles threefry for every shape
     if model == "mlp":
-        params, fn, X = mlp_params(kp), mlp, jax.random.normal(kx, (n, 5), dtype=jnp.float64)
+        params, fn, X = mlp_params(rng), mlp, jnp.asarray(rng.standard_normal((n, 5)))
     else:
-        params, fn, X = conv_params(kp), conv, jax.random.normal(kx, (n, 1, 6, 6), dtype=jnp.float64)
-    y = jax.random.randint(ky, (n,), 0, 3)
-    return params, fn, X, y
+        params, fn, X = conv_params(rng), conv, jnp.asarray(rng.standard_normal((n, 1, 6, 6)))
+    return params, fn, X, jnp.asarray(rng.integers(0, 3, n))
 
 
 def dense_ggn(params, fn, X, y):
     flat, unravel = ravel_pytree(params)
-    J = jax.jacfwd(lambda f: fn(unravel(f), X))(flat).reshape(-1, flat.size)
-    out = fn(params, X)
-    HL = jax.hessian(lambda o: ce(o.reshape(out.shape), y))(out.ravel())
-    return np.asarray(J.T @ HL @ J)
+
+    @jax.jit
+    def ggn(f):
+        J = jax.jacfwd(lambda g: fn(unravel(g), X))(f).reshape(-1, f.size)
+        out = fn(unravel(f), X)
+        HL = jax.hessian(lambda o: ce(o.reshape(out.shape), y))(out.ravel())
+        return J.T @ HL @ J
+
+    return np.asarray(ggn(flat))
 
 
 def rel(a, b):
@@ -85,14 +86,14 @@ def test_hessian_matches_jax_hessian(model):
     def loss(p, batch):
         return ce(fn(p, batch[0]), batch[1])
 
-    dense = jax.hessian(lambda f: loss(unravel(f), (X, y)))(flat)
+    dense = jax.jit(jax.hessian(lambda f: loss(unravel(f), (X, y))))(flat)
     H = HessianOperator(loss, params, (X, y))
     assert rel(H.to_dense(), dense) <= 1e-10
     # with model_fn, loss_fn is the loss on the outputs (a callable or a name)
     assert rel(HessianOperator(ce, params, (X, y), model_fn=fn).to_dense(), dense) <= 1e-10
     assert rel(HessianOperator("cross_entropy", params, (X, y), model_fn=fn).to_dense(), dense) <= 1e-10
     assert rel(H.gradient(), jax.grad(lambda f: loss(unravel(f), (X, y)))(flat)) <= 1e-10
-    assert abs(float(H.loss()) - float(loss(params, (X, y)))) <= 1e-12
+    assert abs(float(H.loss()) - float(jax.jit(loss)(params, (X, y)))) <= 1e-12
 
 
 @pytest.mark.parametrize("model", ["mlp", "conv"])
@@ -113,11 +114,9 @@ def test_exact_fisher_equals_ggn_and_mc_fisher_converges():
     G = dense_ggn(params, fn, X, y)
     # exact Fisher: expectation over labels drawn from the model, sum_c p_c g_c g_c^T per sample
     p = jax.nn.softmax(fn(params, X))
-    exact = np.zeros_like(G)
-    for c in range(3):
-        label = jnp.array([c])
-        g = jax.vmap(lambda xi, t=label: jax.grad(lambda f: ce(fn(unravel(f), xi[None]), t))(flat))(X)
-        exact += np.einsum("n,ni,nj->ij", np.asarray(p[:, c]), np.asarray(g), np.asarray(g)) / X.shape[0]
+    grads = jax.jit(jax.vmap(lambda c: jax.vmap(lambda xi: jax.grad(
+        lambda f: ce(fn(unravel(f), xi[None]), c[None]))(flat))(X)))(jnp.arange(3))  # (class, sample, P)
+    exact = np.einsum("nc,cni,cnj->ij", np.asarray(p), np.asarray(grads), np.asarray(grads)) / X.shape[0]
     assert rel(exact, G) <= 1e-10
     errors = [rel(FisherOperator(fn, "cross_entropy", params, (X, y), mc_samples=s, seed=1).to_dense(), G)
               for s in (1, 30, 1000)]
@@ -142,12 +141,12 @@ def test_mc_fisher_for_mse_converges_to_ggn():
 def test_empirical_fisher_is_mean_of_gradient_outer_products():
     params, fn, X, y = problem()
     flat, unravel = ravel_pytree(params)
-    g = jax.vmap(lambda xi, yi: jax.grad(lambda f: ce(fn(unravel(f), xi[None]), yi[None]))(flat))(X, y)
+    g = jax.jit(jax.vmap(lambda xi, yi: jax.grad(lambda f: ce(fn(unravel(f), xi[None]), yi[None]))(flat)))(X, y)
     F = FisherOperator(fn, "cross_entropy", params, (X, y), kind="empirical")
     assert rel(F.to_dense(), g.T @ g / X.shape[0]) <= 1e-10
 
 
-@pytest.mark.parametrize("kind", ["hessian", "ggn", "fisher-emp"])
+@pytest.mark.parametrize("kind", ["hessian", "ggn", "fisher-emp", "fisher-mc"])
 def test_batches_with_short_last_batch_equal_one_batch(kind):
     params, fn, X, y = problem(n=11)
 
@@ -156,6 +155,8 @@ def test_batches_with_short_last_batch_equal_one_batch(kind):
             return HessianOperator(lambda p, b: ce(fn(p, b[0]), b[1]), params, data, **kw)
         if kind == "ggn":
             return GGNOperator(fn, "cross_entropy", params, data, **kw)
+        if kind == "fisher-mc":  # draws per (seed, sample), so the batching does not change the matrix
+            return FisherOperator(fn, "cross_entropy", params, data, mc_samples=2, seed=3, **kw)
         return FisherOperator(fn, "cross_entropy", params, data, kind="empirical", **kw)
 
     one = build((X, y))
@@ -210,6 +211,12 @@ def test_bad_input_gives_clear_errors():
         GGNOperator(fn, "cross_entropy", params, (X, y), devices=jax.devices() * 2)
     with pytest.raises(ValueError, match="loss_fn_on_outputs"):
         GGNOperator(fn, "hinge", params, (X, y))
+    with pytest.raises(ValueError, match="outside"):  # labels neither a class nor ignore_index
+        GGNOperator(fn, "cross_entropy", params, (X, y + 1))
+    with pytest.raises(ValueError, match="mask"):  # a callable loss applies its own mask
+        GGNOperator(fn, ce, params, (X, y, jnp.ones(13)), mask=2)
+    with pytest.raises(TypeError, match="model_fn"):  # a loss on outputs without a model
+        HessianOperator("cross_entropy", params, (X, y))
 
 
 def test_float64_without_x64_is_refused_or_warned():

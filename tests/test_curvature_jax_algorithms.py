@@ -29,10 +29,11 @@ def mlp(params, x):
 @pytest.fixture(scope="module")
 def operators():
     """Hessian and GGN of a 5-4-3 tanh MLP on 17 samples (P = 39), in 2 batches (9 + 8)."""
-    k = jax.random.split(jax.random.PRNGKey(0), 5)
-    params = {"W0": jax.random.normal(k[0], (5, 4)) / np.sqrt(5), "b0": 0.1 * jax.random.normal(k[1], (4,)),
-              "W1": jax.random.normal(k[2], (4, 3)) / 2, "b1": jnp.zeros(3)}
-    X, y = jax.random.normal(k[3], (17, 5)), jax.random.randint(k[4], (17,), 0, 3)
+    rng = np.random.default_rng(0)  # numpy draws: jax.random compiles threefry for every shape
+    params = {"W0": rng.standard_normal((5, 4)) / np.sqrt(5), "b0": 0.1 * rng.standard_normal(4),
+              "W1": rng.standard_normal((4, 3)) / 2, "b1": np.zeros(3)}
+    params = {k: jnp.asarray(v) for k, v in params.items()}
+    X, y = jnp.asarray(rng.standard_normal((17, 5))), jnp.asarray(rng.integers(0, 3, 17))
     H = HessianOperator(lambda p, b: ce(mlp(p, b[0]), b[1]), params, (X, y), batch_size=9)
     G = GGNOperator(mlp, "cross_entropy", params, (X, y), batch_size=9)
     return H, G

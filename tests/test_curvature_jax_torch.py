@@ -87,3 +87,26 @@ def test_torch_and_jax_operators_agree_on_the_same_vectors(twin, kind):
     assert np.abs(v_jax - out_torch[:, 0]).max() <= 1e-10 * scale
     grads = np.asarray(jop.gradient()), top.gradient().numpy()[perm]
     assert np.abs(grads[0] - grads[1]).max() <= 1e-12 * np.abs(grads[1]).max()
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_builtin_losses_equal_torch_losses_on_per_token_outputs(reduction):
+    from specop.curvature.jax import CrossEntropyLoss, MSELoss
+
+    rng = np.random.default_rng(2)
+    z = rng.standard_normal((3, 4, 5))  # (B, T, V), class axis last; torch wants it at 1
+    labels = rng.integers(0, 5, (3, 4))
+    labels[0, 1] = labels[2, 3] = -1  # ignored positions
+    soft = rng.dirichlet(np.ones(5), (3, 4))
+    weight = rng.uniform(0.5, 2.0, 5)
+    zt = torch.tensor(z).permute(0, 2, 1)
+    for kw in ({}, {"weight": weight}, {"label_smoothing": 0.2}, {"weight": weight, "label_smoothing": 0.1}):
+        ours = CrossEntropyLoss(ignore_index=-1, reduction=reduction, **kw)
+        tkw = {k: torch.tensor(v) if k == "weight" else v for k, v in kw.items()}
+        for targets, ttargets in ((labels, torch.tensor(labels)), (soft, torch.tensor(soft).permute(0, 2, 1))):
+            want = torch.nn.functional.cross_entropy(zt, ttargets, ignore_index=-1, reduction=reduction, **tkw)
+            got = ours(jnp.asarray(z), jnp.asarray(targets))
+            assert abs(float(got) - float(want)) <= 1e-12 * abs(float(want)), (kw, targets.dtype)
+    t = rng.standard_normal((3, 4, 5))
+    want = torch.nn.functional.mse_loss(torch.tensor(z), torch.tensor(t), reduction=reduction)
+    assert abs(float(MSELoss(reduction)(jnp.asarray(z), jnp.asarray(t))) - float(want)) <= 1e-12 * float(want)

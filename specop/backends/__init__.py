@@ -32,6 +32,8 @@ __all__ = [
     "namespace",
     "namespace_of",
     "device_of",
+    "device_state",
+    "restore_device",
     "same_device",
     "check_floating",
     "float_dtype",
@@ -49,6 +51,7 @@ __all__ = [
     "vdot",
     "scale",
     "astype",
+    "contiguous",
     "is_array",
     "eye",
     "kernel",
@@ -139,6 +142,32 @@ def device_of(x: Any) -> Any:
     if aac.is_numpy_array(x):
         return None
     return aac.device(x)
+
+
+def device_state(xp: ModuleType, device: Any) -> Any:
+    """A picklable stand-in for ``device`` (a JAX device is not picklable: its platform and id)."""
+    if backend_name(xp) == "jax" and device is not None:
+        if hasattr(device, "platform") and hasattr(device, "id"):
+            return ("jax-device", str(device.platform), int(device.id))
+        return ("jax-device", None, None)  # a sharding: the arrays decide where they live after a reload
+    return device
+
+
+def restore_device(xp: ModuleType, state: Any) -> Any:
+    """The device that :func:`device_state` stood in for, on this machine.
+
+    A JAX device is looked up by platform and id; where this machine has no such device the
+    default device is used (where JAX puts the reloaded arrays too).
+    """
+    if isinstance(state, tuple) and len(state) == 3 and state[0] == "jax-device":
+        import jax
+
+        _, platform, ident = state
+        for dev in jax.devices():
+            if platform is not None and dev.platform == platform and dev.id == ident:
+                return dev
+        return device_of(xp.empty(0))
+    return state
 
 
 def same_device(a: Any, b: Any) -> bool:
@@ -245,12 +274,15 @@ def sync(x: Any) -> None:
         cupy.cuda.get_current_stream().synchronize()
 
 
-def batched_apply(fn: Callable[[Any], Any], V: Any, xp: ModuleType) -> Any:
+def batched_apply(fn: Callable[[Any], Any], V: Any, xp: ModuleType,
+                  check: Callable[[Any], Any] | None = None) -> Any:
     """Apply a vector function ``fn`` to every column of ``V`` (n, k) -> (m, k).
 
     Uses ``torch.func.vmap`` / ``jax.vmap`` where available so that the columns go
     through one batched call; a function that cannot be vmapped (it calls
-    ``.item()``, numpy, ...) falls back to a loop over the columns.
+    ``.item()``, numpy, ...) falls back to a loop over the columns. ``check``, if given,
+    sees each column's result in the loop before the results are stacked (stacking
+    would convert, or fail obscurely on, a result of the wrong kind).
     """
     name = backend_name(xp)
     if name in ("torch", "jax") and V.shape[1] > 1:
@@ -265,6 +297,8 @@ def batched_apply(fn: Callable[[Any], Any], V: Any, xp: ModuleType) -> Any:
         except Exception:  # not vmappable: the loop below gives the same result
             pass
     cols = [fn(V[:, j]) for j in range(V.shape[1])]
+    if check is not None:
+        cols = [check(c) for c in cols]
     return xp.stack(cols, axis=1)
 
 
@@ -312,11 +346,35 @@ def vdot(u: Any, v: Any) -> Any:
 def scale(x: Any, c: Any) -> Any:
     """``x / c`` for a 0-d array or float ``c``, in place where the backend allows (caller owns ``x``)."""
     if aac.is_numpy_array(x) and x.flags.writeable:
-        x *= 1.0 / float(c)
+        inv = 1.0 / float(c)
+        if np.isfinite(inv):
+            x *= inv
+        else:  # a subnormal c: its reciprocal overflows, the quotient does not
+            x /= float(c)
         return x
     if aac.is_torch_array(x) and not x.requires_grad:
         return x.div_(c)
     return x / c
+
+
+def contiguous(x: Any) -> Any:
+    """``x`` with a row-major (C-contiguous) memory layout, on its device.
+
+    Two arrays with equal values but different layouts (a transposed view, and its copy
+    reloaded from a file) may take different BLAS paths and round differently; algorithms
+    that must be bit-reproducible from stored arrays make their operands contiguous.
+    """
+    if aac.is_numpy_array(x):
+        return np.ascontiguousarray(x)
+    if aac.is_torch_array(x):
+        return x.contiguous()
+    if aac.is_cupy_array(x):
+        import cupy
+
+        return cupy.ascontiguousarray(x)
+    if aac.is_jax_array(x):
+        return x  # no user-visible strides: results are materialised row-major
+    return from_numpy(np.ascontiguousarray(to_numpy(x)), namespace_of(x), device_of(x), x.dtype)
 
 
 def astype(x: Any, dtype: Any, xp: ModuleType) -> Any:

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 from scipy.special import ndtr
 
+from specop._validate import check_real, fail
 from specop.linalg.kpm import damping
 
 __all__ = ["SpectralDensity", "SLQDensity", "KPMDensity"]
@@ -31,6 +32,25 @@ def _gauss(grid: np.ndarray, nodes: np.ndarray, weights: np.ndarray, sigma: floa
     """``sum_i w_i N(grid; node_i, sigma^2)`` for each row of ``nodes``/``weights``: (R, G)."""
     z = (grid[None, None, :] - nodes[:, :, None]) / sigma
     return np.einsum("ri,rig->rg", weights, np.exp(-0.5 * z * z)) / (sigma * np.sqrt(2 * np.pi))
+
+
+def _points(x: Any, name: str) -> np.ndarray:
+    """``x`` as a float64 host array of points (``grid``, ``x``); a clear error for anything else."""
+    try:
+        out = np.asarray(x, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise fail(name, "real numbers (a scalar or an array)", x) from err
+    return out
+
+
+def _sigma(sigma: Any) -> float | None:
+    """``None`` or a smoothing width: a finite real number > 0 (0 divides by zero, < 0 gives negative densities)."""
+    return None if sigma is None else check_real(sigma, "sigma", low=0.0, low_open=True)
+
+
+def _point_width(x: float) -> float:
+    """The width standing in for a point spectrum at ``x``: ``|x|`` (relative, so any scale works), 1 at 0."""
+    return abs(x) if x != 0.0 else 1.0
 
 
 @dataclass(frozen=True)
@@ -56,7 +76,7 @@ class SpectralDensity:
     def default_grid(self, points: int = 512) -> np.ndarray:
         """An evenly spaced grid over the estimated spectrum (padded by 5%)."""
         lo, hi = self.support()
-        pad = 0.05 * (hi - lo) if hi > lo else 1.0
+        pad = 0.05 * (hi - lo) if hi > lo else _point_width(hi)
         return np.linspace(lo - pad, hi + pad, points)
 
     def support(self) -> tuple[float, float]:
@@ -78,11 +98,11 @@ class SpectralDensity:
             Width of the Gaussian smoothing. SLQ default: 1% of the spectral
             width. KPM: None gives the plain kernel reconstruction.
         """
-        return self.per_probe(np.asarray(grid, dtype=np.float64), sigma).mean(axis=0)
+        return self.per_probe(_points(grid, "grid"), sigma).mean(axis=0)
 
     def std_error(self, grid: Any, sigma: float | None = None) -> np.ndarray:
         """Standard error of :meth:`evaluate` across probes (NaN for one probe)."""
-        per = self.per_probe(np.asarray(grid, dtype=np.float64), sigma)
+        per = self.per_probe(_points(grid, "grid"), sigma)
         if per.shape[0] < 2:
             return np.full(per.shape[1], np.nan)
         return per.std(axis=0, ddof=1) / np.sqrt(per.shape[0])
@@ -98,7 +118,7 @@ class SpectralDensity:
 
         if ax is None:
             _, ax = plt.subplots()
-        grid = self.default_grid() if grid is None else np.asarray(grid, dtype=np.float64)
+        grid = self.default_grid() if grid is None else _points(grid, "grid")
         y = self.evaluate(grid, sigma)
         if log:
             y = np.maximum(y, 1e-12 * max(float(y.max()), 1e-300))
@@ -123,11 +143,15 @@ class SLQDensity(SpectralDensity):
         Eigenvalues computed exactly and removed before the probes ran
         (``spectral_density(..., deflate=k)``); each carries mass ``1 / n``, and the
         quadrature rules describe the other ``n - k`` eigenvalues (mass ``1 - k / n``).
+    residuals : numpy.ndarray, shape (probes, steps)
+        Ritz residual of each node, ``|beta_m s_{m,i}|``: an eigenvalue of the probed
+        operator lies within it of the node (empty when not computed).
     """
 
     nodes: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
     weights: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
     deflated: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    residuals: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
 
     @property
     def num_probes(self) -> int:
@@ -145,10 +169,11 @@ class SLQDensity(SpectralDensity):
     def default_sigma(self) -> float:
         """1% of the spectral width (or 1% of the magnitude for a point spectrum)."""
         lo, hi = self.support()
-        return 0.01 * ((hi - lo) if hi > lo else max(abs(hi), 1.0))
+        return 0.01 * ((hi - lo) if hi > lo else _point_width(hi))
 
     def per_probe(self, grid: np.ndarray, sigma: float | None = None) -> np.ndarray:
-        sigma = self.default_sigma() if sigma is None else float(sigma)
+        grid, given = _points(grid, "grid"), _sigma(sigma)
+        sigma = self.default_sigma() if given is None else given
         dens = self._mass * _gauss(grid, self.nodes, self.weights, sigma)
         if self.deflated.size:  # exact atoms: the same in every probe's estimate
             dens += _gauss(grid, self.deflated[None, :], np.full((1, self.deflated.size), 1.0 / self.n), sigma)
@@ -156,7 +181,7 @@ class SLQDensity(SpectralDensity):
 
     def cdf(self, x: Any, sigma: float | None = None) -> np.ndarray:
         """Fraction of eigenvalues ``<= x`` (a step function; smoothed if ``sigma`` is given)."""
-        x = np.asarray(x, dtype=np.float64)
+        x, sigma = _points(x, "x"), _sigma(sigma)
         flat = x.reshape(-1)
 
         def step(nodes: np.ndarray) -> np.ndarray:
@@ -228,6 +253,7 @@ class KPMDensity(SpectralDensity):
         return coef @ T
 
     def per_probe(self, grid: np.ndarray, sigma: float | None = None) -> np.ndarray:
+        grid, sigma = _points(grid, "grid"), _sigma(sigma)
         if sigma is not None:  # Gaussian smoothing of the expansion, by Gauss-Chebyshev quadrature
             M = max(4 * self.degree, 2048)
             xh = np.cos(np.pi * (np.arange(M) + 0.5) / M)
@@ -244,7 +270,7 @@ class KPMDensity(SpectralDensity):
 
     def cdf(self, x: Any, sigma: float | None = None) -> np.ndarray:
         """Integral of the reconstructed density up to ``x`` (closed form of the series)."""
-        x = np.asarray(x, dtype=np.float64)
+        x, sigma = _points(x, "x"), _sigma(sigma)
         if sigma is not None:
             M = max(4 * self.degree, 2048)
             xh = np.cos(np.pi * (np.arange(M) + 0.5) / M)

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from specop import backends
-from specop.linalg._common import check_finite
+from specop._errors import NonFiniteError
 from specop.linalg.lanczos import lanczos
 
 __all__ = ["KERNELS", "damping", "estimate_bounds", "chebyshev_moments"]
@@ -44,7 +44,7 @@ def estimate_bounds(A: Any, seed: Any, steps: int = 20, margin: float = 0.01) ->
     residual norms ``|beta_m s_mi|`` (each Ritz interval holds an eigenvalue) and
     by ``margin`` times the width.
     """
-    res = lanczos(A, steps=min(steps, A.shape[0]), reorth="full", seed=seed)
+    res = lanczos(A, steps=min(steps, A.shape[0]), reorth="full", seed=seed, check_symmetric=False)
     theta, S = res.ritz()
     rho = abs(res.beta[-1]) * np.abs(S[-1])
     lo, hi = theta[0] - rho[0], theta[-1] + rho[-1]
@@ -61,10 +61,13 @@ def estimate_bounds(A: Any, seed: Any, steps: int = 20, margin: float = 0.01) ->
 
 
 def chebyshev_moments(A: Any, V: Any, degree: int, bounds: tuple[float, float], rdt: Any,
-                      what: str) -> tuple[np.ndarray, int]:
+                      what: str, estimated: bool = False, first: int = 0) -> tuple[np.ndarray, int]:
     """Moments ``v^T T_k(A_hat) v / v^T v`` for each column ``v`` of ``V`` (n, b).
 
     Returns the ``(b, degree + 1)`` moments and the matvecs spent per column.
+    ``estimated`` says that ``bounds`` came from :func:`estimate_bounds`, not from the
+    user (the error for bounds that miss the spectrum then says so). Column ``c`` is named
+    probe ``first + c`` in the error for a NaN/Inf product.
     """
     xp = A.xp
     lo, hi = bounds
@@ -88,7 +91,12 @@ def chebyshev_moments(A: Any, V: Any, degree: int, bounds: tuple[float, float], 
     if len(acc) == degree:  # even degree: mu_N = 2 <t_{N/2}, t_{N/2}> - mu_0 needs no matvec
         acc.append(dots(T_cur, T_cur))
     raw = backends.to_numpy(xp.stack(acc, axis=1)).astype(np.float64)[:, : degree + 1]
-    check_finite(raw.ravel(), what, 0)
+    for c in np.flatnonzero(~np.isfinite(raw).all(axis=1)):
+        i = int(np.flatnonzero(~np.isfinite(raw[c]))[0])
+        # acc[0] = <v, v> needs no product; acc[2j-1], acc[2j] hold t_j, the product at step j - 1 (0-based)
+        if i == 0:
+            raise NonFiniteError(f"{what} (probe {first + c}): kpm: the probe vector holds NaN or Inf")
+        raise NonFiniteError(f"{what} (probe {first + c}): kpm: the matvec at step {(i - 1) // 2} returned NaN or Inf")
     k = np.arange(raw.shape[1])
     base = np.where(k % 2 == 0, raw[:, :1], raw[:, 1:2] if raw.shape[1] > 1 else raw[:, :1])
     mu = np.where(k < 2, raw, 2.0 * raw - base) / raw[:, :1]
@@ -96,6 +104,10 @@ def chebyshev_moments(A: Any, V: Any, degree: int, bounds: tuple[float, float], 
     eps = float(np.finfo(backends.dtype_name(A.dtype)).eps)
     slack = 1e-6 + 10 * (degree + 1) * eps * max(abs(lo), abs(hi)) / half
     if np.max(np.abs(mu)) > 1.0 + slack:
+        if estimated:
+            raise ValueError(f"{what}: the bounds {bounds} estimated by a short Lanczos run do not contain "
+                             f"the spectrum (a Chebyshev moment reached {np.max(np.abs(mu)):.3g} > 1); "
+                             "pass bounds=(lo, hi) that do")
         raise ValueError(f"{what}: bounds {bounds} do not contain the spectrum "
                          f"(a Chebyshev moment reached {np.max(np.abs(mu)):.3g} > 1); widen them")
     return mu, matvecs

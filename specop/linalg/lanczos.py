@@ -39,12 +39,16 @@ import numpy as np
 import scipy.linalg
 
 from specop import backends
+from specop._validate import check_bool, check_seed
 from specop.linalg._common import (
     REORTH,
+    SYMMETRY_MODES,
     check_choice,
     check_finite,
     check_positive_int,
+    check_v0,
     dot,
+    ensure_symmetric,
     norm,
     prepare,
     start_vector,
@@ -120,7 +124,7 @@ def project_out(B: Any, w: Any, rows: int) -> tuple[Any, Any]:
 
 def lanczos(A: Any, v0: Any = None, *, steps: int, reorth: str = "full", seed: Any = None,
             recurrence_dtype: str | None = "float64", return_basis: bool = False,
-            check_symmetric: bool = False) -> LanczosResult:
+            check_symmetric: bool | str = "auto") -> LanczosResult:
     """Run ``steps`` steps of the symmetric Lanczos process on ``A``.
 
     Parameters
@@ -139,8 +143,13 @@ def lanczos(A: Any, v0: Any = None, *, steps: int, reorth: str = "full", seed: A
         dtype of the recurrence vectors and scalars (None: the operator's).
     return_basis : bool
         Also return the ``n x m`` basis (always stored for full/selective).
-    check_symmetric : bool
-        Run a cheap randomized symmetry test first (two extra matvecs).
+    check_symmetric : {"auto", True, False}
+        Symmetry test before any work (see :func:`specop.linalg._common.ensure_symmetric`):
+        ``"auto"`` (default) refuses an operator with ``is_symmetric=False``, trusts one
+        whose symmetry is known (dense and sparse matrices checked exactly, curvature
+        operators, their sums, scalings and shifts: no products) and tests a mere claim
+        (``FunctionOperator(symmetric=True)``, a scipy operator) with two products;
+        ``True`` tests every operator; ``False`` uses the operator as is.
 
     Returns
     -------
@@ -151,17 +160,23 @@ def lanczos(A: Any, v0: Any = None, *, steps: int, reorth: str = "full", seed: A
     NonFiniteError
         When a matvec returns NaN or Inf (the step is named).
     """
-    A, n = prepare(A, "lanczos", check_symmetric, seed)
+    A, n = prepare(A, "lanczos")
     steps = min(check_positive_int(steps, "steps"), n)
     check_choice(reorth, "reorth", REORTH)
+    check_seed(seed)
+    check_bool(return_basis, "return_basis")
+    check_choice(check_symmetric, "check_symmetric", SYMMETRY_MODES)
     xp, rdt = A.xp, resolve_rdtype(A, recurrence_dtype)
+    v0 = check_v0(A, v0, "lanczos")
+    extra = ensure_symmetric(A, "lanczos", check_symmetric)
     v = start_vector(A, v0, seed, rdt, "lanczos")
     store = reorth != "none" or return_basis
     kw = {} if A.device is None else {"device": A.device}
     B = xp.zeros((steps, n), dtype=rdt, **kw) if store else None
     if store:
         B = backends.assign(B, 0, v)
-    sync_every = 1 if (reorth == "selective" or backends.is_host(xp, A.device)) else SYNC_EVERY
+    host = backends.is_host(xp, A.device)
+    sync_every = 1 if (reorth == "selective" or host) else SYNC_EVERY
     eps = float(np.finfo(backends.dtype_name(A.dtype)).eps)
     # orthogonality is lost at the rate of the matvec's rounding: the operator's eps, not the recurrence's
     omega = _Omega(steps, max(eps, float(np.finfo(backends.dtype_name(rdt)).eps))) if reorth == "selective" else None
@@ -186,7 +201,7 @@ def lanczos(A: Any, v0: Any = None, *, steps: int, reorth: str = "full", seed: A
         if (reorth == "full" or force_next) and j + 1 < steps:
             w, _ = project_out(B, w, j + 1)
             reorths += 1
-        b = norm(xp, w)
+        b = norm(xp, w, host)
         if omega is not None and j + 1 < steps:
             # Simon's rule: reorthogonalize q_{j+1} and q_{j+2} once omega passes sqrt(eps)
             need = omega.step(j, float(a), float(b), alpha_h)
@@ -195,7 +210,7 @@ def lanczos(A: Any, v0: Any = None, *, steps: int, reorth: str = "full", seed: A
                 force_next = False
             elif need:
                 w, _ = project_out(B, w, j + 1)
-                b = norm(xp, w)
+                b = norm(xp, w, host)
                 reorths += 1
                 omega.reset(j)
                 force_next = True
@@ -221,7 +236,7 @@ def lanczos(A: Any, v0: Any = None, *, steps: int, reorth: str = "full", seed: A
     m = alpha_h.size
     basis = B[:m, ...].T if (return_basis and B is not None) else None
     return LanczosResult(alpha=alpha_h, beta=beta_h, basis=basis, breakdown=breakdown, steps_done=m,
-                         matvecs=len(alphas), reorthogonalizations=reorths)
+                         matvecs=len(alphas) + extra, reorthogonalizations=reorths)
 
 
 def _first_breakdown(alpha: np.ndarray, beta: np.ndarray, lo: int, n: int, eps: float,

@@ -17,7 +17,7 @@ vector, orthogonal to the locked ones, starts a Lanczos run on the deflated
 operator, which stops as soon as its extreme Ritz pairs have settled clear of the
 wanted set (see ``specop.linalg._which.settled``); a copy it finds instead is
 converged and locked and the check is repeated. The check restarts like the main
-iteration until it settles (within ``maxiter``); it costs few matvecs where the
+iteration until it settles (within ``maxiter`` restarts of its own); it costs few matvecs where the
 wanted set is separated from the rest of the spectrum and more where it borders a
 dense cluster (about 10% more on the 30^3 grid Laplacian, whose top eigenvalues are
 triple).
@@ -25,21 +25,27 @@ Convergence is checked after every step (Ritz values of the small projected
 matrix), not only at restarts, so no matvec is wasted once the wanted pairs have
 converged.
 
-A pair ``(theta, y)`` is converged when its residual estimate
-``rho = ||A y - theta y||`` satisfies ``rho <= max(tol |theta|, 100 eps ||A||)``,
-with ``||A||`` estimated from below by the largest Ritz value magnitude seen. The
-estimate is ``|beta_m s_m|`` (the Krylov residual) combined with the part along the
-locked vectors, ``L^T A y``, which the reorthogonalization coefficients give for free:
-a locked pair's own residual stays in every later residual, so early locking (before
-all wanted pairs have converged) is limited to what the strictest wanted tolerance
-can absorb (see ``_affordable``), and no pair is required to resolve below the locked
-residuals or, in an invariant subspace, below its ``beta``.
+A pair ``(theta, y)`` is converged when its residual ``rho = ||A y - theta y||``
+satisfies ``rho <= max(tol |theta|, 100 eps ||A||)``, with ``||A||`` estimated from below
+by the largest Ritz value magnitude seen. ``rho`` is the true residual up to rounding:
+``|beta_m s_m|`` (the Krylov residual) combined with the part along the locked vectors,
+``L^T A y``, which the reorthogonalization coefficients give for free. A locked pair's own
+residual stays in every later residual, so early locking (before all wanted pairs have
+converged) is limited to what the strictest wanted tolerance can absorb (see
+``_affordable``); but no acceptance floor is raised by it: every reported pair meets
+``tol`` with its true residual, or the result says ``converged=False``. A result with
+fewer than ``k`` pairs (an invariant Krylov space that holds fewer) is never converged:
+the run continues from a fresh vector orthogonal to the space found.
+
+Restarts keep ``KEEP`` of the free basis room beyond the wanted pairs, at most half of it in
+a small basis (``ncv = 2k + 1``), so that each restart adds at least half the free room (as
+ARPACK's implicit restart adds ``np / 2``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
-import numbers
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
@@ -47,15 +53,23 @@ from typing import Any
 import numpy as np
 
 from specop import backends
-from specop._errors import ConvergenceWarning
+from specop._errors import ConvergenceWarning, NonFiniteError
+from specop._validate import check_bool, check_seed, check_tolerance, fail
 from specop.linalg._common import (
+    SYMMETRY_MODES,
     check_choice,
     check_finite,
     check_positive_int,
+    check_v0,
+    ensure_symmetric,
+    host_hypot,
+    host_norms,
     norm,
     prepare,
     recurrence_dtype,
+    rounding_asymmetry,
     start_vector,
+    symmetry_refusal,
 )
 from specop.linalg._which import kept, settled, wanted
 from specop.linalg.lanczos import project_out
@@ -65,6 +79,8 @@ __all__ = ["eigsh", "EigshResult"]
 WHICH = ("LA", "SA", "LM", "BE")
 #: Fraction of the free basis room kept at a restart beyond the wanted pairs (Wu & Simon keep about half).
 KEEP = 0.6
+#: Below this many free places a restart keeps at most half of them (see ``_extra_kept``).
+SMALL_ROOM = 12
 
 
 @dataclass(frozen=True)
@@ -103,8 +119,23 @@ class EigshResult:
         yield self.eigenvectors
 
 
-def _dense(A: Any, k: int, which: str, vectors: bool) -> EigshResult:
+def _dense(A: Any, k: int, which: str, vectors: bool, check: bool) -> EigshResult:
+    """All eigenpairs of ``to_dense()`` by LAPACK; ``check``: refuse a matrix that is not symmetric.
+
+    The whole matrix is compared with its transpose: a difference beyond the rounding of its
+    products (``1e3 eps sqrt(n) max |A|``; zero for a dense matrix) is refused, one within it is
+    averaged away.
+    """
     D = backends.to_numpy(A.to_dense()).astype(np.float64)
+    bad = np.flatnonzero(~np.isfinite(D).all(axis=0))
+    if bad.size:
+        raise NonFiniteError(f"eigsh (dense path): the product A @ e_j returned NaN or Inf for column j = {bad[0]}")
+    if check:
+        asym, top = float(np.max(np.abs(D - D.T))), float(np.max(np.abs(D)))
+        tol = rounding_asymmetry(A)
+        if asym > tol * top:
+            raise symmetry_refusal("eigsh", f"max |A - A^T| = {asym:.3g} = {asym / top:.2e} max |A| > "
+                                   f"{tol:.1e} max |A| (the whole matrix, dense path)")
     w, V = np.linalg.eigh((D + D.T) / 2)
     idx = np.sort(wanted(w, k, which))
     vecs = None
@@ -115,7 +146,7 @@ def _dense(A: Any, k: int, which: str, vectors: bool) -> EigshResult:
 
 def eigsh(A: Any, k: int = 6, *, which: str = "LA", tol: float = 1e-8, maxiter: int | None = None,
           ncv: int | None = None, v0: Any = None, seed: Any = None, return_eigenvectors: bool = True,
-          dense: bool | str = "auto", verify: bool = True, check_symmetric: bool = False) -> EigshResult:
+          dense: bool | str = "auto", verify: bool = True, check_symmetric: bool | str = "auto") -> EigshResult:
     """``k`` eigenpairs of a symmetric operator (thick-restart Lanczos with locking).
 
     Parameters
@@ -128,9 +159,13 @@ def eigsh(A: Any, k: int = 6, *, which: str = "LA", tol: float = 1e-8, maxiter: 
         Largest algebraic, smallest algebraic, largest magnitude, or both ends
         (``k // 2`` from the bottom, the rest from the top), as in scipy.
     tol : float
-        Relative residual tolerance (see the module docstring); 0 means machine eps.
+        Relative residual tolerance (see the module docstring), finite and ``>= 0``; 0 means
+        machine eps.
     maxiter : int, optional
-        Maximum number of restarts (default ``max(100, 10 n / ncv)``).
+        Maximum number of restarts (default ``max(100, 10 n / ncv)``) of the iteration, and
+        as many again for the multiplicity check (``verify``). A run that hits it warns
+        (:class:`specop.ConvergenceWarning`) and returns the best pairs: ``converged`` says
+        whether each of them meets ``tol`` all the same, ``verified`` is False.
     ncv : int, optional
         Size of the active Lanczos basis, ``k < ncv <= n`` (default ``max(2k + 1, k + 30)``:
         a larger basis than ARPACK's ``max(2k + 1, 20)`` costs memory but saves matvecs).
@@ -148,8 +183,14 @@ def eigsh(A: Any, k: int = 6, *, which: str = "LA", tol: float = 1e-8, maxiter: 
         at the end (see the module docstring); ``result.verified`` tells whether the
         check settled. ``verify=False`` saves its matvecs and, like ARPACK, may then
         miss copies of repeated eigenvalues.
-    check_symmetric : bool
-        Run a cheap randomized symmetry test first (two extra matvecs).
+    check_symmetric : {"auto", True, False}
+        Symmetry test before any work (see :func:`specop.linalg._common.ensure_symmetric`):
+        ``"auto"`` (default) refuses an operator with ``is_symmetric=False``, trusts one
+        whose symmetry is known (dense and sparse matrices checked exactly, curvature
+        operators, their sums, scalings and shifts: no products) and tests a mere claim
+        (``FunctionOperator(symmetric=True)``, a scipy operator) with two products;
+        ``True`` tests every operator; ``False`` uses the operator as is.
+        The dense path checks the whole matrix instead (no products beyond its ``n``).
 
     Returns
     -------
@@ -158,27 +199,49 @@ def eigsh(A: Any, k: int = 6, *, which: str = "LA", tol: float = 1e-8, maxiter: 
     Raises
     ------
     ValueError
-        For a non-square operator, ``k`` out of range, or a bad ``which``/``ncv``.
+        For a non-square operator or any bad argument (``k`` out of range, a bad
+        ``which``/``ncv``/``tol``/``maxiter``, a ``v0`` that is not a finite non-zero vector of
+        shape ``(n,)``), on the dense path too.
     NonFiniteError
         When a matvec returns NaN or Inf.
     """
-    A, n = prepare(A, "eigsh", check_symmetric, seed)
+    # every argument is checked before a path is chosen: the dense path refuses what the Krylov path does
+    A, n = prepare(A, "eigsh")
     k = check_positive_int(k, "k")
     check_choice(which, "which", WHICH)
-    if not isinstance(tol, numbers.Real) or tol < 0:
-        raise ValueError(f"tol: expected a non-negative number, got {tol!r}")
-    if dense not in ("auto", True, False):
-        raise ValueError(f"dense: expected 'auto', True or False, got {dense!r}")
+    tol = check_tolerance(tol)
+    check_choice(dense, "dense", ("auto", True, False))
+    check_seed(seed)
+    check_bool(return_eigenvectors, "return_eigenvectors")
+    check_bool(verify, "verify")
+    check_choice(check_symmetric, "check_symmetric", SYMMETRY_MODES)
     if k > n or (k == n and dense is not True):
-        raise ValueError(f"k: expected 1 <= k < n = {n}, got k = {k} (pass dense=True to compute all eigenpairs)")
+        raise fail("k", f"1 <= k < n = {n} (pass dense=True to compute all n eigenpairs)", k)
     ncv = min(n, max(2 * k + 1, k + 30)) if ncv is None else check_positive_int(ncv, "ncv")
     if not k < ncv <= n and dense is not True:
-        raise ValueError(f"ncv: expected k = {k} < ncv <= n = {n}, got {ncv}")
-    if dense is True or (dense == "auto" and ncv >= n):
-        return _dense(A, k, which, return_eigenvectors)
+        raise fail("ncv", f"k = {k} < ncv <= n = {n}", ncv)
     maxiter = max(100, 10 * n // ncv) if maxiter is None else check_positive_int(maxiter, "maxiter")
+    v0 = check_v0(A, v0, "eigsh")
+    if dense is True or (dense == "auto" and ncv >= n):
+        # the dense path looks at the whole matrix: the flag is refused as on the Krylov path, a claim
+        # is checked exactly instead of by two random products
+        ensure_symmetric(A, "eigsh", check_symmetric, products=False)
+        return _dense(A, k, which, return_eigenvectors, check_symmetric is not False)
+    extra = ensure_symmetric(A, "eigsh", check_symmetric)
     with backends.host_blas_single_thread(A.xp):
-        return _ThickRestart(A, n, k, which, float(tol), maxiter, ncv, seed, verify).run(v0, return_eigenvectors)
+        res = _ThickRestart(A, n, k, which, float(tol), maxiter, ncv, seed, verify).run(v0, return_eigenvectors)
+    return dataclasses.replace(res, matvecs=res.matvecs + extra) if extra else res
+
+
+def _extra_kept(free: int) -> int:
+    """Ritz vectors kept at a restart beyond the wanted ones, out of ``free`` places in the basis.
+
+    ``KEEP`` of them (measured best on the benchmark spectra with the default basis), but at
+    most half when the room is small (``free < SMALL_ROOM``, e.g. ``ncv = 2k + 1``): every restart
+    then adds at least half the free room as new Krylov vectors, like ARPACK's ``np / 2``, instead
+    of 2-3 steps per restart that exhaust ``maxiter``.
+    """
+    return free // 2 if free < SMALL_ROOM else int(free * KEEP)
 
 
 class _ThickRestart:
@@ -189,6 +252,7 @@ class _ThickRestart:
         self.A, self.n, self.k, self.which, self.maxiter, self.ncv = A, n, k, which, maxiter, ncv
         self.seed, self.verify = seed, verify
         self.xp, self.rdt = A.xp, recurrence_dtype(A, "float64")
+        self.host = backends.is_host(A.xp, A.device)
         self.eps = float(np.finfo(backends.dtype_name(A.dtype)).eps)
         self.tol = tol if tol > 0 else self.eps
         kw = {} if A.device is None else {"device": A.device}
@@ -199,6 +263,7 @@ class _ThickRestart:
         self.C = np.zeros((0, ncv))  # coupling L^T A Q of the locked rows L to the active rows Q
         self.matvecs, self.anorm, self.tnorm, self.fresh, self.restarts = 0, 0.0, 0.0, 0, 0
         self.verified = False
+        self.check_restarts = 0  # restarts of the verification run (a budget of maxiter of its own)
         self.ends_settled = (True, True)  # the verification's ends (top, bottom) at the last check
 
     # ------------------------------------------------------------- helpers
@@ -212,14 +277,14 @@ class _ThickRestart:
         return 10 * math.sqrt(self.n) * self.eps * self.tnorm
 
     def _floor(self, invariant: bool = False) -> float:
-        """Smallest residual that can be resolved: rounding (``100 eps ||A||``), the locked pairs'
-        residuals (they stay in every later residual), and in an invariant subspace its ``beta``."""
-        return max(100 * self.eps * self.anorm, self._locked_residual(),
-                   self._invariance() if invariant else 0.0)
+        """Smallest residual that can be resolved: rounding (``100 eps ||A||``), and in an invariant
+        subspace its ``beta`` (rounding too). Nothing else: every accepted pair meets ``tol`` with its
+        true residual, the part along the locked vectors included (see ``_affordable``)."""
+        return max(100 * self.eps * self.anorm, self._invariance() if invariant else 0.0)
 
     def _locked_residual(self) -> float:
         """``||R_L||_F``: the locked pairs' residuals together."""
-        return math.sqrt(sum(r * r for r in self.locked_res))
+        return host_hypot(self.locked_res)
 
     def _converged(self, theta: np.ndarray, rho: np.ndarray, invariant: bool = False) -> np.ndarray:
         return rho <= np.maximum(self.tol * np.abs(theta), self._floor(invariant))
@@ -230,7 +295,7 @@ class _ThickRestart:
         v = start_vector(self.A, None, self.seed, self.rdt, "eigsh", index=self.fresh)
         if rows:
             v, _ = project_out(self.B, v, rows)
-        return v / norm(self.xp, v)
+        return v / norm(self.xp, v, self.host)
 
     def _affordable(self, conv: np.ndarray, rho: np.ndarray, want_vals: np.ndarray) -> np.ndarray:
         """The converged pairs that may be locked while other wanted pairs have not converged.
@@ -245,9 +310,16 @@ class _ThickRestart:
         if not conv.size:
             return conv
         cap = max(0.5 * self.tol * float(np.abs(want_vals).min()), 100 * self.eps * self.anorm)
-        budget = cap * cap - self._locked_residual() ** 2
         order = conv[np.argsort(rho[conv], kind="stable")]
-        return order[np.cumsum(np.square(rho[order])) <= budget]
+        lo, hi = 1e-150, 1e150  # cap^2 is a normal number: the plain sums of squares are exact
+        if lo < cap < hi:
+            budget = cap * cap - self._locked_residual() ** 2
+            return order[np.cumsum(np.square(rho[order])) <= budget]
+        if cap == 0.0:  # the zero operator: only exact pairs
+            return order[rho[order] == 0.0]
+        # in units of cap, so that the squares neither overflow nor underflow at any scale of A
+        budget = 1.0 - (self._locked_residual() / cap) ** 2
+        return order[np.cumsum(np.square(rho[order] / cap)) <= budget]
 
     def _status(self, theta: np.ndarray, rho: np.ndarray, verifying: bool,
                 invariant: bool) -> tuple[np.ndarray, bool, bool]:
@@ -258,7 +330,7 @@ class _ThickRestart:
         want = wanted(allv, self.k, self.which)
         act = want[want >= locked.size] - locked.size
         conv = act[self._converged(theta[act], rho[act], invariant)]
-        if conv.size < act.size:
+        if conv.size < act.size or allv.size < self.k:  # fewer than k pairs (an invariant space) is never done
             return self._affordable(conv, rho, allv[want]), False, False
         if not (self.verify and verifying):
             return conv, not self.verify, True
@@ -283,7 +355,7 @@ class _ThickRestart:
             w, h = project_out(self.B, w, p + j + 1)
             hfull = backends.to_numpy(h).astype(np.float64)
             hh, self.C[:, j] = hfull[p:], hfull[:p]
-            beta = float(norm(xp, w))
+            beta = float(norm(xp, w, self.host))
             if not (math.isfinite(beta) and np.isfinite(hfull).all()):
                 check_finite(np.append(hfull, beta), "eigsh", self.matvecs - 1)
             T[: j + 1, j] = hh
@@ -296,7 +368,7 @@ class _ThickRestart:
                 self.anorm = max(self.anorm, float(np.abs(theta).max()))  # a lower bound of ||A||_2
                 rho = beta * np.abs(S[size - 1])
                 if p:  # the part of A y - theta y along the locked vectors (see _affordable)
-                    rho = np.hypot(rho, np.linalg.norm(self.C[:, :size] @ S, axis=0))
+                    rho = np.hypot(rho, host_norms(self.C[:, :size] @ S))
                 lock, finished, all_conv = self._status(theta, rho, verifying, invariant)
                 if invariant or finished or size == m:
                     break
@@ -320,15 +392,21 @@ class _ThickRestart:
                 self.verified = verifying
                 break
             self.restarts += 1
-            if self.restarts > self.maxiter:
+            self.check_restarts += verifying
+            if (self.check_restarts if verifying else self.restarts - self.check_restarts) > self.maxiter:
                 self._lock(Y, theta[lock], rho[lock])
-                warnings.warn(f"eigsh: no convergence after {self.maxiter} restarts ({self.matvecs} matvecs); "
-                              "returning the current best pairs", ConvergenceWarning, stacklevel=3)
-                return self._result(vectors, False, theta, rho, S, Q, lock)
+                res = self._result(vectors, None, theta, rho, S, Q, lock)
+                what = "the multiplicity check did not settle" if verifying else "no convergence"
+                warnings.warn(f"eigsh: {what} after {self.maxiter} restarts ({self.matvecs} matvecs); returning "
+                              f"the current best pairs (converged={res.converged}, verified=False)",
+                              ConvergenceWarning, stacklevel=3)
+                return res
             pool = np.setdiff1d(np.arange(size), lock)
             k_rem = max(self.k - len(self.locked_vals) - lock.size, 1)
             room = min(self.ncv, self.n - p - lock.size) - 1
-            n_keep = max(min(k_rem + int((room - k_rem) * KEEP), room, pool.size), 0)
+            n_keep = max(min(k_rem + _extra_kept(room - k_rem), room, pool.size), 0)
+            if verifying and self.which in ("LM", "BE") and n_keep < 2 <= min(room, pool.size):
+                n_keep = 2  # the check settles both ends: keep a Ritz vector of each (ncv = 3)
             if all_conv and (not verifying or lock.size):  # all wanted locked: look for missed copies
                 n_keep, verifying = 0, True
             # ends_settled is (True, True) outside the verification run (set by _status)
@@ -369,8 +447,10 @@ class _ThickRestart:
         self.locked_vals.extend(float(v) for v in vals)
         self.locked_res.extend(float(r) for r in res)
 
-    def _result(self, vectors: bool, converged: bool, theta: Any = None, rho: Any = None, S: Any = None,
+    def _result(self, vectors: bool, converged: bool | None, theta: Any = None, rho: Any = None, S: Any = None,
                 Q: Any = None, skip: Any = None) -> EigshResult:
+        """The ``k`` wanted pairs among the locked (and, with ``theta``, the active) ones; ``converged``
+        None: whether every one of them meets the tolerance."""
         vals = np.asarray(self.locked_vals)
         res = np.asarray(self.locked_res)
         rows = self.B[: self.p, ...]
@@ -382,6 +462,10 @@ class _ThickRestart:
             rows = self.xp.concat([rows, Y], axis=0)
         idx = wanted(vals, self.k, self.which)
         idx = idx[np.argsort(vals[idx], kind="stable")]
+        if converged is None:
+            converged = bool(np.all(self._converged(vals[idx], res[idx])))
+        if idx.size < self.k:  # never "converged" with fewer than k pairs
+            converged = False
         vecs = None
         if vectors:
             sel = self.xp.asarray(idx, **self._dev())

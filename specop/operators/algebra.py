@@ -12,6 +12,7 @@ import numbers
 from typing import Any
 
 from specop import backends
+from specop._validate import Described, fail
 from specop.operators.base import LinearOperator, check_square
 
 __all__ = ["SumOperator", "ScaledOperator", "ProductOperator", "TransposeOperator",
@@ -21,12 +22,15 @@ __all__ = ["SumOperator", "ScaledOperator", "ProductOperator", "TransposeOperato
 def as_real_scalar(c: Any, what: str) -> float:
     """``float(c)`` for a finite real number; ``TypeError``/``ValueError`` otherwise."""
     if backends.is_array(c) and getattr(c, "ndim", None) == 0:
+        if backends.dtype_name(c.dtype).startswith(("complex", "bool")):
+            got = Described(f"a 0-d array of dtype {backends.dtype_name(c.dtype)}")
+            raise fail(what, "a real scalar", got, TypeError)
         c = float(backends.to_numpy(c))
     if isinstance(c, bool) or not isinstance(c, numbers.Real):
-        raise TypeError(f"{what}: expected a real scalar, got {type(c).__name__}")
+        raise fail(what, "a real scalar", Described(f"an object of type {type(c).__name__}"), TypeError)
     c = float(c)
     if not math.isfinite(c):
-        raise ValueError(f"{what}: expected a finite scalar, got {c}")
+        raise fail(what, "a finite scalar", c)
     return c
 
 
@@ -60,7 +64,8 @@ class SumOperator(LinearOperator):
                 raise ValueError(f"A + B: shapes {first.shape} and {op.shape} differ")
         self.ops: tuple[LinearOperator, ...] = tuple(flat)
         super().__init__(first.shape, _result_dtype(*flat), xp=first.xp, device=first.device,
-                         symmetric=all(op.is_symmetric for op in flat))
+                         symmetric=all(op.is_symmetric for op in flat),
+                         symmetry_known=all(op.symmetry_known for op in flat))
 
     def _apply(self, V: Any, adjoint: bool) -> Any:
         out = None
@@ -83,11 +88,14 @@ class ScaledOperator(LinearOperator):
     def __init__(self, op: LinearOperator, c: Any) -> None:
         c = as_real_scalar(c, "c * A")
         if isinstance(op, ScaledOperator):
-            c = c * op.c  # fold nested scalings
-            op = op.op
+            folded = c * op.c  # fold nested scalings
+            if not math.isfinite(folded):
+                raise fail("c * A", f"a scale whose product with the operator's scale {op.c:g} is finite", c)
+            c, op = folded, op.op
         self.op: LinearOperator = op
         self.c: float = c
-        super().__init__(op.shape, op.dtype, xp=op.xp, device=op.device, symmetric=op.is_symmetric)
+        super().__init__(op.shape, op.dtype, xp=op.xp, device=op.device, symmetric=op.is_symmetric,
+                         symmetry_known=op.symmetry_known)
 
     def _matmat(self, V: Any) -> Any:
         return self.c * self.op._matmat(V)
@@ -97,14 +105,19 @@ class ScaledOperator(LinearOperator):
 
 
 class ProductOperator(LinearOperator):
-    """``A @ B`` applied as ``A @ (B @ V)``."""
+    """``A @ B`` applied as ``A @ (B @ V)``; symmetric when it is ``B.T @ B`` or ``B @ B.T``."""
 
     def __init__(self, A: LinearOperator, B: LinearOperator) -> None:
         check_compatible(A, B, "A @ B")
         if A.shape[1] != B.shape[0]:
             raise ValueError(f"A @ B: inner dimensions of shapes {A.shape} and {B.shape} differ")
         self.A, self.B = A, B
-        super().__init__((A.shape[0], B.shape[1]), _result_dtype(A, B), xp=A.xp, device=A.device)
+        # B^T B and B B^T (B.T is a TransposeOperator of B, or B itself when B is symmetric)
+        # are symmetric by construction; any other product is not known to be
+        gram = (isinstance(A, TransposeOperator) and A.op is B) or (isinstance(B, TransposeOperator) and B.op is A) \
+            or (A is B and A.is_symmetric)
+        super().__init__((A.shape[0], B.shape[1]), _result_dtype(A, B), xp=A.xp, device=A.device, symmetric=gram,
+                         symmetry_known=gram or (A.symmetry_known and B.symmetry_known))
 
     def _matmat(self, V: Any) -> Any:
         W = self.B._matmat(_cast(self.xp, V, self.B.dtype))
@@ -138,7 +151,8 @@ class ShiftedOperator(LinearOperator):
     def __init__(self, op: LinearOperator, sigma: Any) -> None:
         check_square(op, "A.shift(sigma)")
         self.op, self.sigma = op, as_real_scalar(sigma, "A.shift(sigma)")
-        super().__init__(op.shape, op.dtype, xp=op.xp, device=op.device, symmetric=op.is_symmetric)
+        super().__init__(op.shape, op.dtype, xp=op.xp, device=op.device, symmetric=op.is_symmetric,
+                         symmetry_known=op.symmetry_known)
 
     def _matmat(self, V: Any) -> Any:
         return self.op._matmat(V) - self.sigma * V

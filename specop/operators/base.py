@@ -77,6 +77,12 @@ class LinearOperator:
         Device the operator's arrays live on (``None`` for numpy).
     symmetric : bool
         Whether ``A == A.T``. Symmetric operators reuse ``matvec`` as ``rmatvec``.
+    symmetry_known : bool
+        Whether ``symmetric`` is known to be right: by construction (a curvature
+        operator, a diagonal, a subclass that computes a symmetric product) or by an
+        exact check (a dense or sparse matrix). ``False`` marks a mere claim (a user
+        function declared ``symmetric=True``): the symmetric algorithms then test it
+        with two products (``check_symmetric="auto"``, see :func:`specop.eigsh`).
 
     Notes
     -----
@@ -88,7 +94,7 @@ class LinearOperator:
     __array_ufunc__ = None  # let ``ndarray @ op`` reach __rmatmul__
 
     def __init__(self, shape: tuple[int, int], dtype: Any, *, xp: ModuleType,
-                 device: Any = None, symmetric: bool = False) -> None:
+                 device: Any = None, symmetric: bool = False, symmetry_known: bool = True) -> None:
         if (len(shape) != 2 or not all(isinstance(s, numbers.Integral) and s >= 1 for s in shape)):
             raise ValueError(f"shape: expected two positive integers, got {shape!r}")
         backends.check_floating(xp, dtype, type(self).__name__)
@@ -97,6 +103,21 @@ class LinearOperator:
         self.xp = xp
         self.device = device
         self.is_symmetric = bool(symmetric) and self.shape[0] == self.shape[1]
+        self.symmetry_known = bool(symmetry_known)
+
+    # ------------------------------------------------------------- pickling
+    def __getstate__(self) -> dict[str, Any]:
+        """The operator's state with its namespace (a module) as the backend name and its device picklable."""
+        state = self.__dict__.copy()
+        state["xp"] = backends.backend_name(self.xp)
+        state["device"] = backends.device_state(self.xp, self.device)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        state = dict(state)
+        state["xp"] = backends.namespace(state["xp"])
+        state["device"] = backends.restore_device(state["xp"], state["device"])
+        self.__dict__.update(state)
 
     # ----------------------------------------------------------------- hooks
     def _matmat(self, V: Any) -> Any:
@@ -168,6 +189,11 @@ class LinearOperator:
         """The operator as a dense ``(m, n)`` array of its backend (small problems, tests)."""
         return self._matmat(backends.eye(self.xp, self.shape[1], self.dtype, self.device))
 
+    def _asymmetry(self) -> float | None:
+        """``max |A - A^T| / max |A|`` where it is cheap to get without products (stored matrices), else None;
+        NaN for a stored matrix with NaN or Inf entries."""
+        return None
+
     def to_scipy(self) -> Any:
         """A :class:`scipy.sparse.linalg.LinearOperator` view (numpy in, numpy out)."""
         from specop.operators.scipy_bridge import to_scipy
@@ -215,9 +241,15 @@ class LinearOperator:
     __rmul__ = __mul__
 
     def __truediv__(self, c: Any) -> LinearOperator:
+        import math
+
+        from specop._validate import fail
         from specop.operators.algebra import as_real_scalar
 
-        return self * (1.0 / as_real_scalar(c, "A / c"))
+        x = as_real_scalar(c, "A / c")
+        if x == 0.0 or not math.isfinite(1.0 / x):
+            raise fail("A / c", "a non-zero scalar whose reciprocal is finite", c)
+        return self * (1.0 / x)
 
     def __neg__(self) -> LinearOperator:
         return self * -1.0

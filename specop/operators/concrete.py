@@ -5,10 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+
 from specop import backends
+from specop._validate import Described, check_bool, check_callable, check_positive_int, fail
 from specop.operators.base import LinearOperator, resolve_like
 
-__all__ = ["DenseOperator", "DiagonalOperator", "IdentityOperator", "FunctionOperator"]
+__all__ = ["DenseOperator", "DiagonalOperator", "IdentityOperator", "FunctionOperator", "check_result"]
 
 
 def _check_array(a: Any, ndim: int, what: str) -> Any:
@@ -30,16 +33,23 @@ class DenseOperator(LinearOperator):
         float32 or float64 array of numpy, torch, jax, cupy or array-api-strict.
     symmetric : bool, optional
         Whether the matrix is symmetric. ``None`` (default) checks ``A == A.T``
-        exactly.
+        exactly; ``True`` is taken as a claim (``symmetry_known`` False: the symmetric
+        algorithms test it with two products).
     """
 
     def __init__(self, array: Any, *, symmetric: bool | None = None) -> None:
         xp = _check_array(array, 2, "DenseOperator")
+        known = symmetric is None
         if symmetric is None:
             symmetric = array.shape[0] == array.shape[1] and bool(xp.all(array == array.T))
+        check_bool(symmetric, "symmetric")
         self.array = array
-        super().__init__(tuple(array.shape), array.dtype, xp=xp,
-                         device=backends.device_of(array), symmetric=symmetric)
+        super().__init__(tuple(array.shape), array.dtype, xp=xp, device=backends.device_of(array),
+                         symmetric=symmetric, symmetry_known=known)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        self.device = backends.device_of(self.array)  # where the reloaded array lives
 
     def _matmat(self, V: Any) -> Any:
         return self.array @ V
@@ -50,6 +60,15 @@ class DenseOperator(LinearOperator):
     def to_dense(self) -> Any:
         return self.array
 
+    def _asymmetry(self) -> float | None:
+        if self.shape[0] != self.shape[1]:
+            return None
+        D = backends.to_numpy(self.array).astype(np.float64)
+        if not np.isfinite(D).all():
+            return float("nan")
+        top = float(np.max(np.abs(D)))
+        return float(np.max(np.abs(D - D.T))) / top if top > 0 else 0.0
+
 
 class DiagonalOperator(LinearOperator):
     """``diag(d)`` for a 1-D array ``d`` of any backend."""
@@ -59,6 +78,10 @@ class DiagonalOperator(LinearOperator):
         self.diagonal = d
         n = d.shape[0]
         super().__init__((n, n), d.dtype, xp=xp, device=backends.device_of(d), symmetric=True)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        self.device = backends.device_of(self.diagonal)  # where the reloaded array lives
 
     def _matmat(self, V: Any) -> Any:
         return self.diagonal[:, None] * V
@@ -79,6 +102,7 @@ class IdentityOperator(LinearOperator):
     """
 
     def __init__(self, n: int, *, like: Any = None, dtype: Any = None, device: Any = None) -> None:
+        n = check_positive_int(n, "n")
         xp, dtype, device = resolve_like(like, dtype, device)
         super().__init__((n, n), dtype, xp=xp, device=device, symmetric=True)
 
@@ -102,33 +126,86 @@ class FunctionOperator(LinearOperator):
     like : optional
         Backend source: array, operator, namespace or backend name (default numpy).
     symmetric : bool
-        Whether the operator is symmetric (then ``rmatvec`` is ``matvec``).
+        Whether the operator is symmetric (then ``rmatvec`` is ``matvec``). A claim
+        that the symmetric algorithms test with two products (``check_symmetric="auto"``).
     rmatvec : callable, optional
         ``v -> A.T @ v`` for a non-symmetric operator.
     matmat : callable, optional
         ``V -> A @ V`` for a block of columns, when the user has a faster one.
     device : optional
         Device; default that of ``like``.
+
+    Notes
+    -----
+    Every result of the user functions is checked by its attributes (no data is read):
+    an array of another backend or of the wrong shape, dtype or device raises at once,
+    naming the function and what it returned.
     """
 
     def __init__(self, matvec: Callable[[Any], Any], shape: tuple[int, int], dtype: Any = None, *,
                  like: Any = None, symmetric: bool = False, rmatvec: Callable[[Any], Any] | None = None,
                  matmat: Callable[[Any], Any] | None = None, device: Any = None) -> None:
-        if not callable(matvec):
-            raise TypeError(f"matvec: expected a callable, got {type(matvec).__name__}")
+        check_callable(matvec, "matvec", optional=False)
+        check_callable(rmatvec, "rmatvec")
+        check_callable(matmat, "matmat")
+        check_bool(symmetric, "symmetric")
         xp, dtype, device = resolve_like(like, dtype, device)
         self._fn, self._rfn, self._mfn = matvec, rmatvec, matmat
-        super().__init__(shape, dtype, xp=xp, device=device, symmetric=symmetric)
+        # symmetric=True (or False) is the user's word about a function nobody has looked into
+        super().__init__(shape, dtype, xp=xp, device=device, symmetric=symmetric, symmetry_known=False)
 
     def _matvec(self, v: Any) -> Any:
-        return self._fn(v)
+        return self._result(self._fn(v), (self.shape[0],), self._fn)
 
     def _matmat(self, V: Any) -> Any:
         if self._mfn is not None:
-            return self._mfn(V)
-        return backends.batched_apply(self._fn, V, self.xp)
+            return self._result(self._mfn(V), (self.shape[0], V.shape[1]), self._mfn)
+        return self._batched(self._fn, V, self.shape[0])
 
     def _rmatmat(self, V: Any) -> Any:
         if self._rfn is None:
             return super()._rmatmat(V)
-        return backends.batched_apply(self._rfn, V, self.xp)
+        return self._batched(self._rfn, V, self.shape[1])
+
+    def _batched(self, fn: Callable[[Any], Any], V: Any, rows: int) -> Any:
+        Y = backends.batched_apply(fn, V, self.xp, check=lambda y: self._result(y, (rows,), fn))
+        return self._result(Y, (rows, V.shape[1]), fn)
+
+    def _result(self, y: Any, shape: tuple[int, ...], fn: Callable[[Any], Any]) -> Any:
+        """``y`` if the user function returned what the operator promises (attributes only, no data read)."""
+        return check_result(self, y, shape, f"FunctionOperator {_name(fn)}")
+
+
+def _name(fn: Any) -> str:
+    """A user function's name for a message: ``module.qualname`` where it has one."""
+    name = getattr(fn, "__qualname__", None) or type(fn).__name__
+    return f"{getattr(fn, '__module__', None) or '?'}.{name}"
+
+
+def check_result(op: LinearOperator, y: Any, shape: tuple[int, ...], what: str) -> Any:
+    """``y`` if it is an array of ``op``'s backend, ``shape``, dtype and device; a clear error otherwise.
+
+    For the products of user-supplied functions: a wrong shape or another backend's array
+    must fail here, naming the function and what it returned, not later in an algorithm.
+    Only attributes are read (no synchronisation).
+    """
+    want = f"a {op.backend} array of shape {shape} and dtype {backends.dtype_name(op.dtype)}"
+    if not backends.is_array(y):
+        raise fail(what, want, Described(f"an object of type {type(y).__name__}"), TypeError)
+    try:
+        name = backends.backend_name(y)
+    except TypeError:
+        name = type(y).__name__
+    if name != op.backend:
+        raise fail(what, want, Described(f"a {name} array"), TypeError)
+    if tuple(y.shape) != tuple(shape):
+        raise fail(what, want, Described(f"an array of shape {tuple(y.shape)}"))
+    if y.dtype != op.dtype:
+        raise fail(what, want, Described(f"an array of dtype {backends.dtype_name(y.dtype)}"), TypeError)
+    try:
+        dev = backends.device_of(y)
+    except Exception:  # a traced value (inside jit/vmap) has no concrete device
+        return y
+    if not backends.same_device(dev, op.device):
+        raise fail(what, f"{want} on device {op.device}", Described(f"an array on device {dev}"), TypeError)
+    return y

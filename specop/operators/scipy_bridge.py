@@ -16,6 +16,7 @@ import scipy.sparse
 import scipy.sparse.linalg as spla
 
 from specop import backends
+from specop._validate import Described, fail
 from specop.operators.base import LinearOperator
 from specop.operators.concrete import DenseOperator
 
@@ -30,6 +31,10 @@ class _ScipyView(spla.LinearOperator):
         super().__init__(dtype=np.dtype(backends.dtype_name(op.dtype)), shape=op.shape)
 
     def _move(self, x: np.ndarray) -> Any:
+        x = np.asarray(x)
+        if x.dtype.kind not in "fiub":  # a cast would drop the imaginary part silently
+            raise fail(f"{type(self.op).__name__}.to_scipy() view", f"a real {self.dtype} vector",
+                       Described(f"one of dtype {x.dtype} (apply the real and imaginary parts separately)"), TypeError)
         return backends.from_numpy(np.asarray(x, dtype=self.dtype), self.op.xp, self.op.device, self.op.dtype)
 
     @staticmethod
@@ -61,10 +66,12 @@ class SparseOperator(LinearOperator):
     def __init__(self, matrix: Any, *, symmetric: bool | None = None) -> None:
         A = scipy.sparse.csr_array(matrix)
         backends.check_floating(np, A.dtype.type, "SparseOperator")
+        known = symmetric is None  # checked exactly; an explicit True is a claim
         if symmetric is None:
             symmetric = A.shape[0] == A.shape[1] and (A != A.T).nnz == 0
         self.matrix = A
-        super().__init__(A.shape, A.dtype.type, xp=backends.namespace("numpy"), symmetric=symmetric)
+        super().__init__(A.shape, A.dtype.type, xp=backends.namespace("numpy"), symmetric=symmetric,
+                         symmetry_known=known)
 
     def _matmat(self, V: Any) -> Any:
         return np.asarray(self.matrix @ V)
@@ -75,6 +82,15 @@ class SparseOperator(LinearOperator):
     def to_dense(self) -> Any:
         return self.matrix.toarray()
 
+    def _asymmetry(self) -> float | None:
+        if self.shape[0] != self.shape[1]:
+            return None
+        if not np.isfinite(self.matrix.data).all():
+            return float("nan")
+        top = float(abs(self.matrix).max()) if self.matrix.nnz else 0.0
+        diff = self.matrix - self.matrix.T
+        return float(abs(diff).max()) / top if top > 0 and diff.nnz else 0.0
+
 
 class ScipyOperator(LinearOperator):
     """A :class:`scipy.sparse.linalg.LinearOperator` wrapped for specop (numpy backend)."""
@@ -83,15 +99,26 @@ class ScipyOperator(LinearOperator):
         dtype = np.dtype(op.dtype if op.dtype is not None else np.float64)
         backends.check_floating(np, dtype.type, "ScipyOperator")
         self.op = op
-        super().__init__(op.shape, dtype.type, xp=backends.namespace("numpy"), symmetric=symmetric)
+        super().__init__(op.shape, dtype.type, xp=backends.namespace("numpy"), symmetric=symmetric,
+                         symmetry_known=False)
 
     def _matmat(self, V: Any) -> Any:
-        return np.asarray(self.op.matmat(V), dtype=self.dtype)
+        return self._result(self.op.matmat(V), (self.shape[0], V.shape[1]), "matmat")
 
     def _rmatmat(self, V: Any) -> Any:
         if self.is_symmetric:
             return self._matmat(V)
-        return np.asarray(self.op.rmatmat(V), dtype=self.dtype)
+        return self._result(self.op.rmatmat(V), (self.shape[1], V.shape[1]), "rmatmat")
+
+    def _result(self, y: Any, shape: tuple[int, int], which: str) -> np.ndarray:
+        """The wrapped operator's product as a numpy array of the operator's dtype, checked (shape, real)."""
+        what = f"ScipyOperator ({type(self.op).__name__}.{which})"
+        y = np.asarray(y.toarray() if scipy.sparse.issparse(y) else y)
+        if y.dtype.kind not in "fiu":
+            raise fail(what, f"a real array of shape {shape}", Described(f"an array of dtype {y.dtype}"), TypeError)
+        if y.shape != shape:
+            raise fail(what, f"a real array of shape {shape}", Described(f"an array of shape {y.shape}"))
+        return y.astype(self.dtype, copy=False)
 
 
 def aslinearoperator(x: Any, *, symmetric: bool | None = None) -> LinearOperator:
