@@ -19,6 +19,9 @@ compiling again:
   iteration count, a row index) are *traced*: they become 0-d arguments of the program, and a new
   value does not recompile. Only arguments named in ``static`` are compile-time constants: use
   them for flags and sizes fixed for a whole run (a preconditioner present or not, a block width).
+  (An ``int`` and a ``float`` in the same place are two programs: keep each argument's type.)
+* The array arguments are pinned to the device of the first one, so committed arrays (made
+  with ``device=``, or outputs of a kernel) and uncommitted ones share one program.
 * Shapes are compile-time constants too, so a kernel must see fixed shapes: the whole
   preallocated basis with a traced row count (rows not yet filled masked out, see
   :func:`row_mask`), never ``basis[:j]``. Where the fixed shape costs the host backends work
@@ -35,6 +38,7 @@ tests that check that compiles do not grow with the iteration count.
 from __future__ import annotations
 
 import functools
+import inspect
 import threading
 from collections.abc import Callable
 from types import ModuleType
@@ -77,23 +81,71 @@ def kernel(fn: F | None = None, *, static: tuple[str, ...] = ()) -> Any:
     """
     if fn is None:
         return functools.partial(kernel, static=static)
-    compiled: list[Any] = []
+    sig = inspect.signature(fn)
+    names = list(sig.parameters)[1:]
+    dynamic = [name for name in names if name not in static]
+    compiled: dict[Any, Any] = {}
     lock = threading.Lock()
 
     @functools.wraps(fn)
     def call(xp: ModuleType, *args: Any, **kwargs: Any) -> Any:
         if getattr(xp, "__name__", "") not in _JAX_NAMESPACES:
             return fn(xp, *args, **kwargs)
-        if not compiled:
+        bound = sig.bind(xp, *args, **kwargs)
+        bound.apply_defaults()
+        values = bound.arguments
+        flags = tuple(values[name] for name in static)
+        dyn = [values[name] for name in dynamic]
+        device = _device(dyn)
+        if device is _TRACED:  # called inside another kernel: part of its program
+            return fn(xp, *args, **kwargs)
+        key = (id(xp), flags, device)
+        prog = compiled.get(key)
+        if prog is None:
             with lock:
-                if not compiled:
-                    import jax
-
-                    compiled.append(jax.jit(fn, static_argnums=(0,), static_argnames=static))
-        return compiled[0](xp, *args, **kwargs)
+                prog = compiled.get(key)
+                if prog is None:
+                    prog = compiled[key] = _jit(fn, xp, dict(zip(static, flags, strict=True)), dynamic, device)
+        return prog(*dyn)
 
     call.plain = fn  # type: ignore[attr-defined]
     return call
+
+
+_TRACED = object()
+
+
+def _device(args: list[Any]) -> Any:
+    """The one device of the first JAX array among ``args`` (None: none, or an array on several;
+    ``_TRACED`` when an argument is a tracer of an enclosing program)."""
+    import jax
+
+    leaves = jax.tree_util.tree_leaves(args)
+    if any(isinstance(leaf, jax.core.Tracer) for leaf in leaves):
+        return _TRACED
+    for leaf in leaves:
+        if isinstance(leaf, jax.Array):
+            devices = leaf.devices()
+            return next(iter(devices)) if len(devices) == 1 else None
+    return None
+
+
+def _jit(fn: Callable[..., Any], xp: ModuleType, flags: dict[str, Any], dynamic: list[str], device: Any) -> Any:
+    """``jax.jit`` of ``fn`` with ``xp`` and the static flags bound, every other argument positional.
+
+    The arguments are pinned to ``device`` (``in_shardings``), so that arrays committed to it
+    (made with ``device=``, or outputs of an earlier program) and uncommitted ones (made
+    without) share one compiled program instead of two.
+    """
+    import jax
+
+    def program(*dyn: Any) -> Any:
+        return fn(xp, **flags, **dict(zip(dynamic, dyn, strict=True)))
+
+    program.__name__ = getattr(fn, "__name__", "kernel")
+    if device is None:
+        return jax.jit(program)
+    return jax.jit(program, in_shardings=jax.sharding.SingleDeviceSharding(device))
 
 
 def row_mask(xp: ModuleType, size: int, rows: Any, like: Any) -> Any:
@@ -112,8 +164,8 @@ _listening: list[bool] = []
 def _listen() -> None:
     import jax
 
-    def on_event(name: str, duration: float, **_: Any) -> None:
-        if name == "/jax/core/compile/backend_compile_duration":
+    def on_event(event: str, duration_secs: float, **kwargs: str | int) -> None:
+        if event == "/jax/core/compile/backend_compile_duration":
             _compiles[0] += 1
 
     jax.monitoring.register_event_duration_secs_listener(on_event)
