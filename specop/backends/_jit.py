@@ -91,11 +91,14 @@ def kernel(fn: F | None = None, *, static: tuple[str, ...] = ()) -> Any:
     def call(xp: ModuleType, *args: Any, **kwargs: Any) -> Any:
         if getattr(xp, "__name__", "") not in _JAX_NAMESPACES:
             return fn(xp, *args, **kwargs)
-        bound = sig.bind(xp, *args, **kwargs)
-        bound.apply_defaults()
-        values = bound.arguments
-        flags = tuple(values[name] for name in static)
-        dyn = [values[name] for name in dynamic]
+        if not kwargs and len(args) == len(names) and not static:  # all positional: no binding
+            flags, dyn = (), list(args)
+        else:
+            bound = sig.bind(xp, *args, **kwargs)
+            bound.apply_defaults()
+            values = bound.arguments
+            flags = tuple(values[name] for name in static)
+            dyn = [values[name] for name in dynamic]
         device = _device(dyn)
         if device is _TRACED:  # called inside another kernel: part of its program
             return fn(xp, *args, **kwargs)
@@ -116,11 +119,13 @@ _TRACED = object()
 
 
 def _device(args: list[Any]) -> Any:
-    """The one device of the first JAX array among ``args`` (None: none, or an array on several;
-    ``_TRACED`` when an argument is a tracer of an enclosing program)."""
+    """The one device of the first JAX array among ``args`` and the values of their dicts, tuples
+    and lists (None: none, or an array on several; ``_TRACED`` when one is a tracer of an enclosing
+    program; arguments nested deeper are not looked at)."""
     import jax
 
-    leaves = jax.tree_util.tree_leaves(args)
+    leaves = [x for a in args for x in (a.values() if isinstance(a, dict) else
+                                        a if isinstance(a, (tuple, list)) else (a,))]
     if any(isinstance(leaf, jax.core.Tracer) for leaf in leaves):
         return _TRACED
     for leaf in leaves:
