@@ -20,7 +20,7 @@ from typing import Any
 
 from specop import backends
 from specop._errors import ConvergenceWarning, NonFiniteError
-from specop.linalg._common import check_positive_int, device_norm, norm, recurrence_dtype
+from specop.linalg._common import check_positive_int, norm, recurrence_dtype
 from specop.linalg._krylov_util import as_operator, check_bool, check_nonnegative, dev, eps_of, to_host, vector_in
 
 __all__ = ["lsqr", "LsqrResult"]
@@ -201,24 +201,26 @@ def lsqr(A: Any, b: Any, damp: float = 0.0, atol: float = 1e-6, btol: float = 1e
     istop, itn = 0, 0
     while itn < iter_lim:
         itn += 1
-        u, both_d = _lower(xp, mv(v), st.alfa, u, w)
-        both = to_host(both_d)  # one read: beta and ||w|| (for ||d_k||)
+        u = mv(v) - st.alfa * u
+        both = to_host(xp.stack([norm(xp, u), norm(xp, w)]))  # one read: beta and ||w|| (for ||d_k||)
         if not math.isfinite(float(both.sum())):
             raise NonFiniteError(f"lsqr: a product at iteration {itn} returned NaN or Inf")
         beta, wnorm = float(both[0]), float(both[1])
         if beta > 0:
-            u = _divide(xp, u, beta)
+            u = u / beta
             st.anorm = math.sqrt(st.anorm ** 2 + st.alfa ** 2 + beta ** 2 + damp ** 2)
-            v, alfa_d = _upper(xp, rmv(u), beta, v)
-            alfa = float(to_host(alfa_d))
-            if not math.isfinite(alfa):
-                raise NonFiniteError(f"lsqr: a product at iteration {itn} returned NaN or Inf")
+            v = rmv(u) - beta * v
+            alfa = host_norm(v, itn)
             if alfa > 0:
-                v = _divide(xp, v, alfa)
+                v = v / alfa
             st.alfa = alfa
         t1, t2, rho = st.step(beta, damp)
-        x, w, var = _update(xp, x, w, v, var, t1, t2, rho, calc_var=calc_var)
+        dk = w / rho
+        x = x + t1 * w
+        w = v + t2 * w
         st.ddnorm += (wnorm / rho) ** 2
+        if calc_var:
+            var = var + dk * dk
         r1norm, r2norm = st.norms(damp)
         test1 = r2norm / bnorm
         test2 = st.arnorm / (st.anorm * r2norm + eps)
@@ -247,42 +249,6 @@ def lsqr(A: Any, b: Any, damp: float = 0.0, atol: float = 1e-6, btol: float = 1e
     if istop == 0:  # iter_lim = 0
         istop = 7
     return finish(istop, itn, r1norm, r2norm)
-
-
-# The vector arithmetic between two products, as compiled kernels on JAX (plain elsewhere).
-def _norm(xp: Any, v: Any) -> Any:
-    return device_norm(xp, v) if backends.compiles_per_shape(xp) else norm(xp, v)
-
-
-@backends.kernel
-def _lower(xp: Any, Av: Any, alfa: float, u: Any, w: Any) -> tuple[Any, Any]:
-    """``u = A v - alfa u`` and the device pair ``[||u||, ||w||]``."""
-    u = Av - alfa * u
-    return u, xp.stack([_norm(xp, u), _norm(xp, w)])
-
-
-@backends.kernel
-def _upper(xp: Any, ATu: Any, beta: float, v: Any) -> tuple[Any, Any]:
-    """``v = A^T u - beta v`` and ``||v||``."""
-    v = ATu - beta * v
-    return v, _norm(xp, v)
-
-
-@backends.kernel
-def _divide(xp: Any, v: Any, c: float) -> Any:
-    return v / c
-
-
-@backends.kernel(static=("calc_var",))
-def _update(xp: Any, x: Any, w: Any, v: Any, var: Any, t1: float, t2: float, rho: float,
-            calc_var: bool = False) -> tuple[Any, Any, Any]:
-    """``x += t1 w``, ``w = v + t2 w`` and (``calc_var``) ``var += (w / rho)^2``."""
-    dk = w / rho
-    x = x + t1 * w
-    w = v + t2 * w
-    if calc_var:
-        var = var + dk * dk
-    return x, w, var
 
 
 class _State:
