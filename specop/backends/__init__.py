@@ -3,7 +3,8 @@
 Everything that depends on *which* array library holds the data lives here:
 namespace lookup (via :mod:`array_api_compat`), device and dtype helpers, host
 transfer, batched application of a function over columns (``vmap`` where the
-library has one), in-place column writes, and synchronisation of accelerators.
+library has one), in-place column writes, synchronisation of accelerators, and compiled
+kernels (:func:`kernel`: ``jax.jit`` on JAX, a plain call elsewhere; see :mod:`specop.backends._jit`).
 The rest of specop asks these helpers and never tests for a library by name.
 
 Supported: numpy, torch (CPU and CUDA), jax, cupy and array-api-strict. A library
@@ -21,6 +22,8 @@ from typing import Any
 
 import array_api_compat as aac
 import numpy as np
+
+from specop.backends._jit import compile_count, compiles_per_shape, kernel, row_mask
 
 __all__ = [
     "BACKENDS",
@@ -51,6 +54,10 @@ __all__ = [
     "contiguous",
     "is_array",
     "eye",
+    "kernel",
+    "compiles_per_shape",
+    "row_mask",
+    "compile_count",
 ]
 
 #: Backend names in the order tests list them.

@@ -13,7 +13,7 @@ from specop._validate import Described, check_choice, check_positive_int, fail
 from specop.operators.base import LinearOperator, check_square
 from specop.random import probes
 
-__all__ = ["check_positive_int", "check_choice", "recurrence_dtype", "check_v0", "start_vector", "dot",
+__all__ = ["check_positive_int", "check_choice", "recurrence_dtype", "check_v0", "start_vector", "dot", "device_norm",
            "norm", "column_norms", "host_norms", "host_hypot", "check_finite", "check_symmetric", "ensure_symmetric",
            "symmetry_refusal", "rounding_asymmetry", "prepare", "SYMMETRY_MODES"]
 
@@ -109,6 +109,14 @@ def norm(xp: Any, v: Any, host: bool = True) -> Any:
         if lo < float(ss) < hi:
             return xp.sqrt(ss)
     return _scaled_norm(xp, v, None)
+
+
+def device_norm(xp: Any, v: Any) -> Any:
+    """:func:`norm` without a host read (for compiled kernels): the branch is chosen on the device."""
+    with np.errstate(over="ignore", under="ignore"):
+        ss = backends.vdot(v, v)
+    lo, hi = _safe_range(v.dtype)
+    return xp.where((ss > lo) & (ss < hi), xp.sqrt(ss), _scaled_norm(xp, v, None))
 
 
 def column_norms(xp: Any, W: Any, host: bool = True) -> Any:

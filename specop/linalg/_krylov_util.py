@@ -77,19 +77,35 @@ def eps_of(dtype: Any) -> float:
     return float(np.finfo(backends.dtype_name(dtype)).eps)
 
 
-def cgs2(Q: Any, w: Any, rows: int) -> tuple[Any, Any]:
+def cgs2(Q: Any, w: Any, rows: Any) -> tuple[Any, Any]:
     """Orthogonalize ``w`` against rows ``0..rows-1`` of ``Q`` by two passes of classical Gram-Schmidt.
 
     Returns ``(w, h)`` with ``h`` the coefficients (a device array; ``None`` when ``rows`` is 0).
     Two passes keep orthogonality at rounding level (Giraud, Langou & Rozloznik 2005).
+    Where the backend compiles per shape (JAX) the whole ``Q`` is used with the rows from
+    ``rows`` on masked out (one program per shape of ``Q``, ``rows`` may be traced inside a
+    kernel), and ``h`` has one entry per row of ``Q`` (zero past ``rows``).
     """
-    if rows == 0:
+    if isinstance(rows, int) and rows == 0:
         return w, None
+    xp = backends.namespace_of(Q)
+    if backends.compiles_per_shape(xp):
+        return _cgs2_masked(xp, Q, w, rows)
     B = Q[:rows, ...]
     h = B @ w
     w = w - h @ B
     h2 = B @ w
     return w - h2 @ B, h + h2
+
+
+@backends.kernel
+def _cgs2_masked(xp: Any, Q: Any, w: Any, rows: Any) -> tuple[Any, Any]:
+    """:func:`cgs2` against the rows ``< rows`` of the whole ``Q`` (fixed shape)."""
+    mask = backends.row_mask(xp, Q.shape[0], rows, Q)
+    h = xp.where(mask, Q @ w, 0.0)
+    w = w - h @ Q
+    h2 = xp.where(mask, Q @ w, 0.0)
+    return w - h2 @ Q, h + h2
 
 
 def random_unit(A: LinearOperator, n: int, seed: Any, dtype: Any, index: int, Q: Any = None,

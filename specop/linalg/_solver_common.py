@@ -2,11 +2,18 @@
 
 A solver is a *kernel*: ``start(X, R, tol)`` builds its state from iterates ``X`` and
 residuals ``R`` (columns = right-hand sides) and ``step(state)`` advances every column
-by one iteration, returning a residual-norm estimate and a status code per column
-(0 running, 1 converged by the estimate, 2 least-squares stagnation, 3 invariant Krylov
-space, -1 negative curvature / indefinite preconditioner; NaN for a non-finite value).
+by one iteration, returning the state and a ``(2, k)`` report: a residual-norm estimate and
+a status code per column (0 running, 1 converged by the estimate, 2 least-squares
+stagnation, 3 invariant Krylov space, -1 negative curvature / indefinite preconditioner;
+NaN for a non-finite value); it also clears ``state["active"]`` where the code is not 0
+(:func:`finish_step`). A step may instead return ``(state, res, code)`` and leave the mask
+to the driver (minres does).
 Every update is masked by ``state["active"]``, so a column that finished stops changing
-even while the others go on. This module does everything else, once:
+even while the others go on. The arithmetic of a step between its products is written as
+:func:`specop.backends.kernel` functions (one compiled program per block shape on JAX, the
+plain expressions elsewhere), and so are the small reductions here (:func:`colnorms`,
+:func:`residual_norms`), so that JAX compiles a handful of programs per operator size and
+none per iteration or restart. This module does everything else, once:
 
 * host synchronisation: the codes are read every iteration on the host and every
   ``SYNC_EVERY`` iterations on accelerators; finished columns then leave the block
@@ -38,7 +45,8 @@ from specop._errors import ConvergenceWarning, NonFiniteError
 from specop.operators.base import LinearOperator
 
 __all__ = ["SolveResult", "SYNC_EVERY", "check_real", "check_maxiter", "as_block", "as_operator",
-           "apply", "cdot", "drive", "result_dtype", "solve_block", "status"]
+           "apply", "cdot", "colnorms", "drive", "finish_step", "residual_norms", "result_dtype", "solve_block",
+           "status", "take_columns"]
 
 #: Iterations between host reads of the convergence codes on an accelerator.
 SYNC_EVERY = 8
@@ -133,7 +141,7 @@ def as_block(A: LinearOperator, b: Any, name: str, rows: int, rdt: Any) -> tuple
     if b.ndim == 2 and b.shape[1] == 0:
         raise ValueError(f"{name}: expected at least one right-hand side, got shape {tuple(b.shape)}")
     B = backends.astype(B if b.ndim == 2 else B[:, None], rdt, A.xp)
-    norms = backends.to_numpy(cdot(A.xp, B, B))
+    norms = backends.to_numpy(colnorms(A.xp, B))
     if not np.all(np.isfinite(norms)):
         raise ValueError(f"{name}: expected finite values, got NaN or Inf")
     return B, b.ndim == 1
@@ -166,6 +174,19 @@ def cdot(xp: Any, U: Any, V: Any) -> Any:
     return xp.sum(U * V, axis=0)
 
 
+@backends.kernel
+def colnorms(xp: Any, X: Any) -> Any:
+    """Column 2-norms ``sqrt(sum_i X[i, j]^2)`` (device array of shape ``(k,)``)."""
+    return xp.sqrt(cdot(xp, X, X))
+
+
+@backends.kernel
+def residual_norms(xp: Any, B: Any, idx: Any, AX: Any) -> tuple[Any, Any]:
+    """``R = B[:, idx] - AX`` and its column norms."""
+    R = _take(xp, B, idx) - AX
+    return R, xp.sqrt(cdot(xp, R, R))
+
+
 def status(xp: Any, like: Any, *cases: tuple[Any, float]) -> Any:
     """Status codes: the value of the first ``(mask, value)`` case that holds, 0 where none does."""
     code = xp.zeros_like(like)
@@ -174,8 +195,21 @@ def status(xp: Any, like: Any, *cases: tuple[Any, float]) -> Any:
     return code
 
 
+def finish_step(xp: Any, res: Any, code: Any, active: Any, finite: Any) -> tuple[Any, Any]:
+    """The end of every kernel step: NaN codes where a value was not finite, the new active mask,
+    and the ``(2, k)`` report ``[res; code]`` the driver reads (for use inside kernels)."""
+    code = xp.where(active & ~finite, xp.nan, code)
+    return active & (code == 0), xp.stack([res, code])
+
+
 def _take(xp: Any, arr: Any, idx: Any) -> Any:
     return xp.take(arr, idx, axis=arr.ndim - 1)
+
+
+@backends.kernel
+def take_columns(xp: Any, arrays: dict[str, Any], idx: Any) -> dict[str, Any]:
+    """The columns ``idx`` (last axis) of every array of ``arrays`` (one program for a whole state)."""
+    return {name: _take(xp, v, idx) for name, v in arrays.items()}
 
 
 def _index(A: LinearOperator, idx: np.ndarray) -> Any:
@@ -201,7 +235,7 @@ def solve_block(A: LinearOperator, Aeff: LinearOperator, b: Any, x0: Any, rtol: 
         X, _ = as_block(A, x0, "x0", A.shape[1], rdt)
         R = B - apply(Aeff, X, rdt)
         matvecs = B.shape[1]
-    bnorm = backends.to_numpy(xp.sqrt(cdot(xp, B, B))).astype(np.float64)
+    bnorm = backends.to_numpy(colnorms(xp, B)).astype(np.float64)
     tol = np.maximum(rtol * bnorm, atol)
     with backends.host_blas_single_thread(xp):
         return drive(Aeff, kernel, B, X, R, tol, maxiter, what, callback, vector, result_dtype(A, b), matvecs)
@@ -227,23 +261,24 @@ def drive(A: LinearOperator, kernel: Any, B: Any, X: Any, R: Any, tol: np.ndarra
     xp, rdt = A.xp, B.dtype
     k = B.shape[1]
     sync_every = 1 if backends.is_host(xp, A.device) else SYNC_EVERY
-    res0 = backends.to_numpy(xp.sqrt(cdot(xp, R, R))).astype(np.float64)
+    res0 = backends.to_numpy(colnorms(xp, R)).astype(np.float64)
     if not np.all(np.isfinite(res0)):
         raise NonFiniteError(f"{what}: the product A @ x0 returned NaN or Inf (iteration 0)")
     cols = _Columns(k, res0)
     todo = np.flatnonzero(~(res0 <= tol))
     for j in np.flatnonzero(res0 <= tol):
         cols.x[j], cols.codes[j] = X[:, int(j)], 1
-    if todo.size < k:
-        idx = _index(A, todo)
-        X, R = _take(xp, X, idx), _take(xp, R, idx)
+    if 0 < todo.size < k:
+        XR = take_columns(xp, {"X": X, "R": R}, _index(A, todo))
+        X, R = XR["X"], XR["R"]
     while todo.size:  # X, R: the iterates and true residuals of the columns ``todo``
         matvecs += _round(A, kernel, X, R, todo, tol, maxiter, cols, sync_every, what, callback, k)
         finished = todo
-        Xf = xp.stack([cols.x[j] for j in finished], axis=1)
-        Rf = _take(xp, B, _index(A, finished)) - apply(A, Xf, rdt)
+        Xf = cols.x[int(finished[0])][:, None] if finished.size == 1 else \
+            xp.stack([cols.x[j] for j in finished], axis=1)
+        Rf, true_d = residual_norms(xp, B, _index(A, finished), apply(A, Xf, rdt))
         matvecs += finished.size
-        true = backends.to_numpy(xp.sqrt(cdot(xp, Rf, Rf))).astype(np.float64)
+        true = backends.to_numpy(true_d).astype(np.float64)
         if not np.all(np.isfinite(true)):
             raise NonFiniteError(f"{what}: the true-residual product A @ x returned NaN or Inf")
         again = []
@@ -255,8 +290,8 @@ def drive(A: LinearOperator, kernel: Any, B: Any, X: Any, R: Any, tol: np.ndarra
             if refine:
                 again.append(i)
         if again:
-            sel = _index(A, np.asarray(again))
-            X, R = _take(xp, Xf, sel), _take(xp, Rf, sel)
+            XR = take_columns(xp, {"X": Xf, "R": Rf}, _index(A, np.asarray(again)))
+            X, R = XR["X"], XR["R"]
         todo = finished[np.asarray(again, dtype=np.int64)]
     return _result(A, B, cols, tol, maxiter, what, vector, out_dtype, matvecs)
 
@@ -274,17 +309,21 @@ def _round(A: LinearOperator, kernel: Any, X: Any, R: Any, cols_idx: np.ndarray,
     matvecs = 0
     while live.size:
         chunk = int(min(sync_every, int(np.min(maxiter - cols.iters[live]))))
-        res_log, code_log = [], []
+        reports = []
         for _ in range(chunk):
-            s, res, code = kernel.step(s)
-            s["active"] = s["active"] & (code == 0)
-            res_log.append(res)
-            code_log.append(code)
+            out = kernel.step(s)
+            if len(out) == 3:  # the older protocol ``(state, res, code)``: the driver clears the mask
+                s, res, code = out
+                s["active"] = s["active"] & (code == 0)
+                report = xp.stack([res, code])
+            else:
+                s, report = out
+            reports.append(report)
             if callback is not None:
                 callback(_assemble(xp, s["X"], live, cols, k))
         matvecs += kernel.products * live.size * chunk
-        res_h = backends.to_numpy(xp.stack(res_log)).astype(np.float64)
-        code_h = backends.to_numpy(xp.stack(code_log)).astype(np.float64)
+        log = backends.to_numpy(reports[0])[None] if chunk == 1 else backends.to_numpy(xp.stack(reports))
+        res_h, code_h = log[:, 0, :].astype(np.float64), log[:, 1, :].astype(np.float64)
         done = np.zeros(live.size, dtype=bool)
         for c, j in enumerate(live):
             stop = np.flatnonzero(code_h[:, c] != 0)  # NaN != 0 too
@@ -306,9 +345,11 @@ def _round(A: LinearOperator, kernel: Any, X: Any, R: Any, cols_idx: np.ndarray,
                     cols.direction[g] = kernel.direction(s)[:, c]
                 if hasattr(kernel, "finals"):  # per-column scalars a solver reports (lsmr's norm estimates)
                     cols.finals[g] = {name: v[c] for name, v in kernel.finals(s).items()}
-            keep = _index(A, np.flatnonzero(~done))
-            s = {name: _take(xp, v, keep) if _is_columns(v, live.size) else v for name, v in s.items()}
             live = live[~done]
+            if live.size:  # the state of the columns still running (one program for all its arrays)
+                keep = _index(A, np.flatnonzero(~done))
+                cols_s = {name: v for name, v in s.items() if _is_columns(v, done.size)}
+                s.update(take_columns(xp, cols_s, keep))
     return matvecs
 
 
@@ -328,7 +369,7 @@ def _result(A: LinearOperator, B: Any, cols: _Columns, tol: np.ndarray, maxiter:
     xp = A.xp
     conv = cols.true <= tol
     info_c = np.where(conv, 0, np.where(cols.codes < 0, -1, np.maximum(cols.iters, 1)))
-    bnorm = backends.to_numpy(xp.sqrt(cdot(xp, B, B))).astype(np.float64)
+    bnorm = backends.to_numpy(colnorms(xp, B)).astype(np.float64)
     rel = cols.true / np.where(bnorm > 0, bnorm, 1.0)
     neg = np.flatnonzero(cols.codes == -1)
     curvature = None
@@ -351,7 +392,7 @@ def _result(A: LinearOperator, B: Any, cols: _Columns, tol: np.ndarray, maxiter:
                       ConvergenceWarning, stacklevel=3)
     length = max(len(h) for h in cols.history)
     hist = np.array([h + [h[-1]] * (length - len(h)) for h in cols.history]).T
-    x = backends.astype(xp.stack(cols.x, axis=1), out_dtype, xp)
+    x = backends.astype(cols.x[0][:, None] if len(cols.x) == 1 else xp.stack(cols.x, axis=1), out_dtype, xp)
     info = 0 if conv.all() else (-1 if neg.size else int(cols.iters.max()))
     squeeze = (lambda a: a[..., 0]) if vector else (lambda a: a)
     return SolveResult(x=x[:, 0] if vector else x, info=info, residual_norms=squeeze(cols.true),

@@ -25,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from specop import backends
 from specop.linalg._common import prepare, recurrence_dtype
 from specop.linalg._solver_common import (
     SolveResult,
@@ -33,11 +34,43 @@ from specop.linalg._solver_common import (
     cdot,
     check_maxiter,
     check_real,
+    finish_step,
     solve_block,
     status,
 )
 
 __all__ = ["cg"]
+
+
+@backends.kernel
+def _update(xp: Any, X: Any, R: Any, P: Any, AP: Any, rho: Any, active: Any) -> tuple[Any, ...]:
+    """The step along ``P``: ``x += alpha p``, ``r -= alpha A p`` (masked); also ``p^T A p`` and the mask."""
+    pap = cdot(xp, P, AP)
+    ok = active & (pap > 0) & (rho > 0)
+    alpha = xp.where(ok, rho / xp.where(ok, pap, 1.0), 0.0)
+    return X + alpha * P, R - alpha * AP, pap, ok
+
+
+@backends.kernel
+def _direction(xp: Any, R: Any, Z: Any, P: Any, rho: Any, pap: Any, ok: Any, active: Any,
+               tol: Any) -> tuple[Any, ...]:
+    """The next direction ``p = z + beta p`` from ``z = M r``, the residual norm and the status codes."""
+    rho_new = cdot(xp, R, Z)
+    beta = xp.where(ok, rho_new / xp.where(ok, rho, 1.0), 0.0)
+    P = xp.where(ok, Z + beta * P, P)
+    res = xp.sqrt(cdot(xp, R, R))
+    conv = ok & (res <= tol)
+    broken = active & ((pap <= 0) | (ok & ~conv & (rho_new <= 0)))  # negative curvature, or M not SPD
+    code = status(xp, res, (broken, -1.0), (conv, 1.0))
+    active, report = finish_step(xp, res, code, active, xp.isfinite(pap) & xp.isfinite(res))
+    return P, xp.where(ok, rho_new, rho), active, report
+
+
+@backends.kernel
+def _step(xp: Any, X: Any, R: Any, P: Any, AP: Any, rho: Any, active: Any, tol: Any) -> tuple[Any, ...]:
+    """A whole step without preconditioner (``z = r``): one program between two products."""
+    X, R, pap, ok = _update(xp, X, R, P, AP, rho, active)
+    return (X, R, *_direction(xp, R, R, P, rho, pap, ok, active, tol))
 
 
 class _CG:
@@ -48,33 +81,21 @@ class _CG:
     def __init__(self, A: Any, M: Any, rdt: Any) -> None:
         self.A, self.M, self.rdt, self.xp = A, M, rdt, A.xp
 
-    def _precond(self, R: Any) -> Any:
-        return R if self.M is None else apply(self.M, R, self.rdt)
-
     def start(self, X: Any, R: Any, tol: Any) -> dict[str, Any]:
-        Z = self._precond(R)
+        Z = R if self.M is None else apply(self.M, R, self.rdt)
         return {"X": X, "R": R, "P": Z, "rho": cdot(self.xp, R, Z), "tol": tol}
 
-    def step(self, s: dict[str, Any]) -> tuple[dict[str, Any], Any, Any]:
+    def step(self, s: dict[str, Any]) -> tuple[dict[str, Any], Any]:
         xp = self.xp
-        act, P, rho = s["active"], s["P"], s["rho"]
-        AP = apply(self.A, P, self.rdt)
-        pap = cdot(xp, P, AP)
-        ok = act & (pap > 0) & (rho > 0)
-        alpha = xp.where(ok, rho / xp.where(ok, pap, 1.0), 0.0)
-        X = s["X"] + alpha * P
-        R = s["R"] - alpha * AP
-        Z = self._precond(R)
-        rho_new = cdot(xp, R, Z)
-        beta = xp.where(ok, rho_new / xp.where(ok, rho, 1.0), 0.0)
-        s["P"] = xp.where(ok, Z + beta * P, P)
-        s["X"], s["R"], s["rho"] = X, R, xp.where(ok, rho_new, rho)
-        res = xp.sqrt(cdot(xp, R, R))
-        conv = ok & (res <= s["tol"])
-        broken = act & ((pap <= 0) | (ok & ~conv & (rho_new <= 0)))  # negative curvature, or M not SPD
-        code = status(xp, res, (broken, -1.0), (conv, 1.0))
-        finite = xp.isfinite(pap) & xp.isfinite(res)
-        return s, res, xp.where(act & ~finite, xp.nan, code)
+        AP = apply(self.A, s["P"], self.rdt)
+        if self.M is None:
+            out = _step(xp, s["X"], s["R"], s["P"], AP, s["rho"], s["active"], s["tol"])
+        else:
+            X, R, pap, ok = _update(xp, s["X"], s["R"], s["P"], AP, s["rho"], s["active"])
+            Z = apply(self.M, R, self.rdt)
+            out = (X, R, *_direction(xp, R, Z, s["P"], s["rho"], pap, ok, s["active"], s["tol"]))
+        s["X"], s["R"], s["P"], s["rho"], s["active"], report = out
+        return s, report
 
     def direction(self, s: dict[str, Any]) -> Any:
         return s["P"]

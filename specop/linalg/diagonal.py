@@ -81,18 +81,29 @@ def _hutchinson(A: Any, n: int, m: int, key: int, block: int, rdt: Any) -> tuple
     count = 0
     for s in range(0, m, block):
         Z = probes(n, min(block, m - s), seed=key, like=A, dtype=rdt, start=s)
-        S = Z * _apply(A, Z, rdt)
-        c = S.shape[1]
-        mu = xp.mean(S, axis=1)
-        m2 = xp.sum((S - mu[:, None]) ** 2, axis=1)
+        c = int(Z.shape[1])
+        mu, m2 = _block_moments(xp, Z, _apply(A, Z, rdt))
         if mean is None:
             mean, M2 = mu, m2
         else:
-            delta = mu - mean
-            mean = mean + delta * (c / (count + c))
-            M2 = M2 + m2 + delta * delta * (count * c / (count + c))
+            mean, M2 = _chan_merge(xp, mean, M2, mu, m2, count, c)
         count += c
     return mean, M2
+
+
+@backends.kernel
+def _block_moments(xp: Any, Z: Any, AZ: Any) -> tuple[Any, Any]:
+    """Per-entry mean and M2 of the samples ``z * A z`` of one block of probes."""
+    S = Z * AZ
+    mu = xp.mean(S, axis=1)
+    return mu, xp.sum((S - mu[:, None]) ** 2, axis=1)
+
+
+@backends.kernel
+def _chan_merge(xp: Any, mean: Any, M2: Any, mu: Any, m2: Any, count: int, c: int) -> tuple[Any, Any]:
+    """Merge the moments of ``c`` new samples into those of ``count`` (Chan, Golub & LeVeque)."""
+    delta = mu - mean
+    return mean + delta * (c / (count + c)), M2 + m2 + delta * delta * (count * c / (count + c))
 
 
 def _xdiag(A: Any, n: int, m: int, key: int, rdt: Any) -> tuple[Any, int]:
@@ -120,9 +131,15 @@ def _xdiag(A: Any, n: int, m: int, key: int, rdt: Any) -> tuple[Any, int]:
     wn = np.linalg.norm(W, axis=0)
     S = backends.from_numpy(W / wn, xp, A.device, rdt)
     inv = backends.from_numpy(1.0 / wn, xp, A.device, rdt)
+    return _xdiag_estimates(xp, Q, Z, S, Om, inv), 2 * m
+
+
+@backends.kernel
+def _xdiag_estimates(xp: Any, Q: Any, Z: Any, S: Any, Om: Any, inv: Any) -> Any:
+    """The ``m`` leave-one-out estimates from ``Q``, ``Z = A^T Q``, the normalized ``R^{-T}`` and the probes."""
     QS, ZS = Q @ S, Z @ S
     base = xp.sum(Q * Z, axis=1)
-    return base[:, None] - QS * ZS + Om * QS * inv[None, :] / (Om * Om), 2 * m
+    return base[:, None] - QS * ZS + Om * QS * inv[None, :] / (Om * Om)
 
 
 def diagonal(A: Any, *, method: str = "hutchinson", num_probes: int = 30, seed: Any = None,

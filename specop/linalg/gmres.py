@@ -30,7 +30,7 @@ import numpy as np
 
 from specop import backends
 from specop._errors import ConvergenceWarning, NonFiniteError
-from specop.linalg._common import check_positive_int, norm, recurrence_dtype
+from specop.linalg._common import check_positive_int, device_norm, norm, recurrence_dtype
 from specop.linalg._krylov_util import (
     as_operator,
     cgs2,
@@ -209,7 +209,10 @@ class _Gmres:
         for _cycle in range(self.maxiter):
             self.cycles += 1
             V, y, cols, presid, breakdown = self._cycle(V, r, ptol)
-            if cols:
+            if cols and backends.compiles_per_shape(xp):  # the whole basis, zero coefficients past cols
+                coeffs = xp.asarray(np.concatenate([y, np.zeros(V.shape[0] - cols)]), dtype=self.rdt)
+                self.x = _combine(xp, self.x, coeffs, V)
+            elif cols:
                 coeffs = xp.asarray(y, dtype=self.rdt, **dev(self.A))
                 self.x = self.x + coeffs @ V[:cols, ...]
             r, rnorm = self._residual()
@@ -243,18 +246,16 @@ class _Gmres:
         g[0] = beta_h
         presid, breakdown, cols = beta_h, False, 0
         for j in range(m):
-            w = self._m(self._a(V[j, ...]))
-            h0 = norm(xp, w)
-            w, h = cgs2(V, w, j + 1)
-            h1 = norm(xp, w)
-            host = to_host(xp.concat([h, h0[None], h1[None]]))
+            w = self._m(self._a(_row(xp, V, j)))
+            w, h1, coeffs = _arnoldi(xp, V, w, j + 1)
+            host = to_host(coeffs)
             if not np.isfinite(host).all():
                 raise NonFiniteError(f"gmres: a product at iteration {self.inner + 1} returned NaN or Inf")
             hcol, h0_h, h1_h = host[: j + 1], float(host[-2]), float(host[-1])
             if h1_h <= self.eps * h0_h:
                 h1_h, breakdown = 0.0, True
             else:
-                V = backends.assign(V, j + 1, w / h1)
+                V = _put(xp, V, j + 1, w, h1)
             col = np.append(hcol, h1_h)
             for i in range(j):  # previous rotations
                 col[i], col[i + 1] = cs[i] * col[i] + sn[i] * col[i + 1], -sn[i] * col[i] + cs[i] * col[i + 1]
@@ -273,6 +274,36 @@ class _Gmres:
             if presid <= ptol or breakdown:
                 break
         return V, _back_substitute(H[:cols, :cols], g[:cols]), cols, presid, breakdown
+
+
+@backends.kernel
+def _row(xp: Any, V: Any, j: Any) -> Any:
+    return V[j, ...]
+
+
+@backends.kernel
+def _arnoldi(xp: Any, V: Any, w: Any, rows: Any) -> tuple[Any, Any, Any]:
+    """An Arnoldi step after the product: ``w`` orthogonalized against ``V[:rows]`` (CGS2), its norm,
+    and the host vector ``[h, ||w|| before, ||w|| after]``."""
+    h0 = _norm(xp, w)
+    w, h = cgs2(V, w, rows)
+    h1 = _norm(xp, w)
+    return w, h1, xp.concat([h, h0[None], h1[None]])
+
+
+def _norm(xp: Any, v: Any) -> Any:
+    """:func:`norm`; inside a compiled kernel (no host read) the safe branch is chosen on the device."""
+    return device_norm(xp, v) if backends.compiles_per_shape(xp) else norm(xp, v)
+
+
+@backends.kernel
+def _put(xp: Any, V: Any, row: Any, w: Any, h1: Any) -> Any:
+    return backends.assign(V, row, w / h1)
+
+
+@backends.kernel
+def _combine(xp: Any, x: Any, coeffs: Any, V: Any) -> Any:
+    return x + coeffs @ V
 
 
 def _givens(a: float, b: float) -> tuple[float, float, float]:

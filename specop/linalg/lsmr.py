@@ -40,6 +40,7 @@ from specop.linalg._solver_common import (
     cdot,
     check_maxiter,
     check_real,
+    finish_step,
     result_dtype,
     status,
 )
@@ -99,6 +100,79 @@ def _unit(xp: Any, U: Any) -> tuple[Any, Any]:
     return U * xp.where(nrm > 0, 1.0 / xp.where(nrm > 0, nrm, 1.0), 0.0), nrm
 
 
+def _unless(xp: Any, first: Any, old: Any, new: Any) -> Any:
+    """``old`` at the first iteration, else ``new`` (``first``: a bool, traced inside a compiled kernel)."""
+    if isinstance(first, bool):
+        return old if first else new
+    return xp.where(first, old, new)
+
+
+@backends.kernel
+def _lower(xp: Any, AV: Any, alpha: Any, U: Any) -> tuple[Any, Any]:
+    """``beta u = A v - alpha u`` (normalized) after the product with ``A``."""
+    return _unit(xp, AV - alpha * U)
+
+
+@backends.kernel(static=("masked",))
+def _upper(xp: Any, s: dict[str, Any], U: Any, beta: Any, ATU: Any, damp: float, atol: float, btol: float,
+           ctol: float, first: bool = False, masked: bool = False) -> tuple[dict[str, Any], Any]:
+    """The rest of an iteration after the product with ``A^T``: the new state and the ``(2, k)`` report."""
+    act = s["active"]
+    V, alpha = _unit(xp, ATU - beta * s["V"])
+    chat, shat, alphahat = _rot(xp, s["alphabar"], xp.zeros_like(beta) + damp)
+    rhoold = s["rho"]
+    c, sn, rho = _rot(xp, alphahat, beta)
+    thetanew, alphabar = sn * alpha, c * alpha
+    rhobarold, zetaold = s["rhobar"], s["zeta"]
+    thetabar, rhotemp = s["sbar"] * rho, s["cbar"] * rho
+    cbar, sbar, rhobar = _rot(xp, s["cbar"] * rho, thetanew)
+    zeta, zetabar = cbar * s["zetabar"], -sbar * s["zetabar"]
+    den = rhoold * rhobarold
+    Hbar = s["H"] - xp.where(den != 0, thetabar * rho / xp.where(den != 0, den, 1.0), 0.0) * s["Hbar"]
+    den2 = rho * rhobar
+    step = xp.where(act & (den2 != 0), zeta / xp.where(den2 != 0, den2, 1.0), 0.0)
+    X = s["X"] + step * Hbar
+    H = V - xp.where(rho != 0, thetanew / xp.where(rho != 0, rho, 1.0), 0.0) * s["H"]
+    # ||r|| estimate (Section 3.3)
+    betaacute, betacheck = chat * s["betadd"], -shat * s["betadd"]
+    betahat, betadd = c * betaacute, -sn * betaacute
+    thetatildeold = s["thetatilde"]
+    ctildeold, stildeold, rhotildeold = _rot(xp, s["rhodold"], thetabar)
+    thetatilde, rhodold = stildeold * rhobar, ctildeold * rhobar
+    betad = -stildeold * s["betad"] + ctildeold * betahat
+    tautildeold = (zetaold - thetatildeold * s["tautildeold"]) / xp.where(rhotildeold != 0, rhotildeold, 1.0)
+    taud = (zeta - thetatilde * tautildeold) / xp.where(rhodold != 0, rhodold, 1.0)
+    d = s["d"] + betacheck * betacheck
+    normr = xp.sqrt(d + (betad - taud) ** 2 + betadd * betadd)
+    # ||A|| and cond(A) estimates (Section 3.4-3.5)
+    normA2 = s["normA2"] + beta * beta
+    normA = xp.sqrt(normA2)
+    normA2 = normA2 + alpha * alpha
+    maxrbar = xp.maximum(s["maxrbar"], rhobarold)
+    minrbar = _unless(xp, first, s["minrbar"], xp.minimum(s["minrbar"], rhobarold))
+    condA = xp.maximum(maxrbar, rhotemp) / xp.where(xp.minimum(minrbar, rhotemp) > 0,
+                                                    xp.minimum(minrbar, rhotemp), 1e-300)
+    normar = xp.abs(zetabar)
+    normx = xp.sqrt(cdot(xp, X, X))
+    normb = xp.where(s["normb"] > 0, s["normb"], 1.0)
+    test1 = normr / normb
+    test2 = xp.where(normA * normr != 0, normar / xp.where(normA * normr != 0, normA * normr, 1.0), xp.inf)
+    test3 = 1.0 / condA
+    t1 = test1 / (1.0 + normA * normx / normb)
+    rtol = btol + atol * normA * normx / normb
+    code = status(xp, normr, (test1 <= rtol, 1.0), (test2 <= atol, 2.0), (test3 <= ctol, 3.0),
+                  (1.0 + t1 <= 1.0, 4.0), (1.0 + test2 <= 1.0, 5.0), (1.0 + test3 <= 1.0, 6.0))
+    new = {"U": U, "V": V, "H": H, "Hbar": Hbar, "alpha": alpha, "alphabar": alphabar, "zetabar": zetabar,
+           "rho": rho, "rhobar": rhobar, "cbar": cbar, "sbar": sbar, "betadd": betadd, "betad": betad,
+           "rhodold": rhodold, "tautildeold": tautildeold, "thetatilde": thetatilde, "zeta": zeta, "d": d,
+           "normA2": normA2, "maxrbar": maxrbar, "minrbar": minrbar, "normA": normA, "condA": condA}
+    out = {name: xp.where(act, v, s[name]) if masked else v for name, v in new.items()}
+    out["X"] = X
+    finite = xp.isfinite(beta) & xp.isfinite(alpha) & xp.isfinite(normr)
+    out["active"], report = finish_step(xp, normr, xp.where(act, code, code * 0.0), act, finite)
+    return out, report
+
+
 class _Lsmr:
     """One LSMR iteration on every column (masked by ``state["active"]``)."""
 
@@ -127,63 +201,15 @@ class _Lsmr:
                 "normA2": alpha * alpha, "maxrbar": zero, "minrbar": zero + 1e100, "normb": normb,
                 "normA": alpha, "condA": one, "first": True}
 
-    def step(self, s: dict[str, Any]) -> tuple[dict[str, Any], Any, Any]:
-        xp, damp = self.xp, self.damp
-        act = s["active"]
-        U, beta = _unit(xp, self._av(s["V"]) - s["alpha"] * s["U"])
-        V, alpha = _unit(xp, self._atu(U) - beta * s["V"])
-        chat, shat, alphahat = _rot(xp, s["alphabar"], xp.zeros_like(beta) + damp)
-        rhoold = s["rho"]
-        c, sn, rho = _rot(xp, alphahat, beta)
-        thetanew, alphabar = sn * alpha, c * alpha
-        rhobarold, zetaold = s["rhobar"], s["zeta"]
-        thetabar, rhotemp = s["sbar"] * rho, s["cbar"] * rho
-        cbar, sbar, rhobar = _rot(xp, s["cbar"] * rho, thetanew)
-        zeta, zetabar = cbar * s["zetabar"], -sbar * s["zetabar"]
-        den = rhoold * rhobarold
-        Hbar = s["H"] - xp.where(den != 0, thetabar * rho / xp.where(den != 0, den, 1.0), 0.0) * s["Hbar"]
-        den2 = rho * rhobar
-        step = xp.where(act & (den2 != 0), zeta / xp.where(den2 != 0, den2, 1.0), 0.0)
-        s["X"] = s["X"] + step * Hbar
-        H = V - xp.where(rho != 0, thetanew / xp.where(rho != 0, rho, 1.0), 0.0) * s["H"]
-        # ||r|| estimate (Section 3.3)
-        betaacute, betacheck = chat * s["betadd"], -shat * s["betadd"]
-        betahat, betadd = c * betaacute, -sn * betaacute
-        thetatildeold = s["thetatilde"]
-        ctildeold, stildeold, rhotildeold = _rot(xp, s["rhodold"], thetabar)
-        thetatilde, rhodold = stildeold * rhobar, ctildeold * rhobar
-        betad = -stildeold * s["betad"] + ctildeold * betahat
-        tautildeold = (zetaold - thetatildeold * s["tautildeold"]) / xp.where(rhotildeold != 0, rhotildeold, 1.0)
-        taud = (zeta - thetatilde * tautildeold) / xp.where(rhodold != 0, rhodold, 1.0)
-        d = s["d"] + betacheck * betacheck
-        normr = xp.sqrt(d + (betad - taud) ** 2 + betadd * betadd)
-        # ||A|| and cond(A) estimates (Section 3.4-3.5)
-        normA2 = s["normA2"] + beta * beta
-        normA = xp.sqrt(normA2)
-        normA2 = normA2 + alpha * alpha
-        maxrbar = xp.maximum(s["maxrbar"], rhobarold)
-        minrbar = s["minrbar"] if s["first"] else xp.minimum(s["minrbar"], rhobarold)
-        condA = xp.maximum(maxrbar, rhotemp) / xp.where(xp.minimum(minrbar, rhotemp) > 0,
-                                                        xp.minimum(minrbar, rhotemp), 1e-300)
-        normar = xp.abs(zetabar)
-        normx = xp.sqrt(cdot(xp, s["X"], s["X"]))
-        normb = xp.where(s["normb"] > 0, s["normb"], 1.0)
-        test1 = normr / normb
-        test2 = xp.where(normA * normr != 0, normar / xp.where(normA * normr != 0, normA * normr, 1.0), xp.inf)
-        test3 = 1.0 / condA
-        t1 = test1 / (1.0 + normA * normx / normb)
-        rtol = self.btol + self.atol * normA * normx / normb
-        code = status(xp, normr, (test1 <= rtol, 1.0), (test2 <= self.atol, 2.0), (test3 <= self.ctol, 3.0),
-                      (1.0 + t1 <= 1.0, 4.0), (1.0 + test2 <= 1.0, 5.0), (1.0 + test3 <= 1.0, 6.0))
-        new = {"U": U, "V": V, "H": H, "Hbar": Hbar, "alpha": alpha, "alphabar": alphabar, "zetabar": zetabar,
-               "rho": rho, "rhobar": rhobar, "cbar": cbar, "sbar": sbar, "betadd": betadd, "betad": betad,
-               "rhodold": rhodold, "tautildeold": tautildeold, "thetatilde": thetatilde, "zeta": zeta, "d": d,
-               "normA2": normA2, "maxrbar": maxrbar, "minrbar": minrbar, "normA": normA, "condA": condA}
-        for name, v in new.items():
-            s[name] = xp.where(act, v, s[name]) if s["masked"] else v
+    def step(self, s: dict[str, Any]) -> tuple[dict[str, Any], Any]:
+        xp = self.xp
+        U, beta = _lower(xp, self._av(s["V"]), s["alpha"], s["U"])
+        arrays = {name: v for name, v in s.items() if name not in ("first", "masked")}
+        new, report = _upper(xp, arrays, U, beta, self._atu(U), self.damp, self.atol, self.btol, self.ctol,
+                             first=s["first"], masked=s["masked"])
+        s.update(new)
         s["first"] = False
-        finite = xp.isfinite(beta) & xp.isfinite(alpha) & xp.isfinite(normr)
-        return s, normr, xp.where(act & ~finite, xp.nan, xp.where(act, code, code * 0.0))
+        return s, report
 
     def finals(self, s: dict[str, Any]) -> dict[str, Any]:
         return {"norma": s["normA"], "conda": s["condA"]}

@@ -24,6 +24,15 @@ def _check_array(a: Any, ndim: int, what: str) -> Any:
     return xp
 
 
+@backends.kernel
+def _transposed_product(xp: Any, A: Any, V: Any) -> Any:
+    """``A^T V``; on JAX as ``(V^T A)^T``, one program: XLA on CPU copies ``A^T`` before ``A^T @ V``
+    (64 ms against 6 ms for a 2000 x 2000 ``A`` and one column)."""
+    if backends.compiles_per_shape(xp):
+        return (V.T @ A).T
+    return A.T @ V
+
+
 class DenseOperator(LinearOperator):
     """A dense matrix held as an array of any backend.
 
@@ -55,7 +64,7 @@ class DenseOperator(LinearOperator):
         return self.array @ V
 
     def _rmatmat(self, V: Any) -> Any:
-        return self.array.T @ V
+        return _transposed_product(self.xp, self.array, V)
 
     def to_dense(self) -> Any:
         return self.array

@@ -1,0 +1,45 @@
+"""Compiled kernels: a longer run on the same operator shape compiles nothing more (JAX).
+
+Where the backend compiles a program per array shape (JAX), every program of a solver's
+iteration must depend on the operator's shape only, never on the iteration (a basis sliced to
+the step, a restart's length). A short run compiles them; a longer run on a fresh operator of
+the same shape and dtype must then compile none. Elsewhere compile counts are zero.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+import specop
+from specop import backends
+
+N = 23  # a size the other tests do not use: the short run is the first at this shape
+
+SOLVERS = {
+    "cg": lambda A, b, it: specop.linalg.cg(A, b, rtol=1e-300, maxiter=it),
+    "gmres": lambda A, b, it: specop.linalg.gmres(A, b, rtol=1e-300, restart=N, maxiter=it,
+                                                  callback=lambda r: None, callback_type="legacy"),
+    "lsmr": lambda A, b, it: specop.linalg.lsmr(A, b, atol=0.0, btol=0.0, conlim=0.0, maxiter=it),
+    "lsqr": lambda A, b, it: specop.linalg.lsqr(A, b, atol=0.0, btol=0.0, conlim=0.0, iter_lim=it),
+}
+
+
+@pytest.mark.parametrize("solver", sorted(SOLVERS))
+def test_compiles_do_not_grow_with_the_iteration_count(backend, solver):
+    rng = np.random.default_rng(7)
+    G = rng.standard_normal((N, N))
+    S = G @ G.T / N + np.eye(N)  # SPD with n distinct eigenvalues: no early breakdown in 12 steps
+    run = SOLVERS[solver]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", specop.ConvergenceWarning)
+        short = run(specop.aslinearoperator(backend.asarray(S)), backend.asarray(rng.standard_normal(N)), 2)
+        before = backends.compile_count()
+        long = run(specop.aslinearoperator(backend.asarray(S + 0.5 * np.eye(N))),
+                   backend.asarray(rng.standard_normal(N)), 12)
+        grown = backends.compile_count() - before
+    steps = [getattr(r, name) for r in (short, long) for name in ("iterations", "itn") if hasattr(r, name)]
+    assert steps == [2, 12], f"{solver}: expected runs of 2 and 12 iterations, got {steps}"
+    assert grown == 0, f"{solver}: 12 iterations compiled {grown} programs more than 2 on the same shape"
