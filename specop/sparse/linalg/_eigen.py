@@ -68,6 +68,11 @@ def _converged_mask(values: np.ndarray, residuals: np.ndarray, tol: float, dtype
     return residuals <= np.maximum(max(tol, eps) * np.abs(values), 100 * eps * top)
 
 
+def _columns(op: _Base, V: Any, idx: np.ndarray) -> Any:
+    """The columns ``idx`` of a backend array ``V`` (``take``: the array API has no list indexing)."""
+    return op.xp.take(V, backends.from_numpy(idx.astype(np.int64), op.xp, op.device), axis=1)
+
+
 def _value_order(w: np.ndarray, which: str) -> np.ndarray:
     """ARPACK's order of eigenvalues when no vectors are asked for: the least wanted first."""
     if which == "LM":
@@ -140,8 +145,12 @@ def eigsh(A: Any, k: int = 6, M: Any = None, sigma: Any = None, which: str = "LM
         raise ValueError("which must be one of " + " ".join(_EIGSH_WHICH))
     if maxiter is not None and maxiter <= 0:
         raise ValueError(f"maxiter must be positive, maxiter={maxiter}")
-    if ncv is not None and (ncv > n or ncv <= k):
+    if ncv is not None and ncv <= k:
         raise ValueError(f"ncv must be k<ncv<=n, ncv={ncv}")
+    if ncv is not None:
+        ncv = min(ncv, n)  # scipy's ARPACK wrapper clamps a larger ncv to n
+    if which == "BE" and k == 1:
+        raise ArpackError(-13, {-13: "NEV and WHICH = 'BE' are incompatible."})
     if v0 is not None:
         v0 = vector(op, v0, "v0", n, op.shape)
     eps = float(np.finfo(backends.dtype_name(op.dtype)).eps)
@@ -151,7 +160,7 @@ def eigsh(A: Any, k: int = 6, M: Any = None, sigma: Any = None, which: str = "LM
                      seed=rng, return_eigenvectors=return_eigenvectors)
     if not res.converged:
         ok = _converged_mask(res.eigenvalues, res.residual_norms, tol_eff, op.dtype)
-        vecs = None if res.eigenvectors is None else res.eigenvectors[:, [int(i) for i in np.flatnonzero(ok)]]
+        vecs = None if res.eigenvectors is None else _columns(op, res.eigenvectors, np.flatnonzero(ok))
         raise ArpackNoConvergence(f"No convergence ({res.restarts} restarts of specop's thick-restart Lanczos, "
                                   f"{res.matvecs} products, {int(ok.sum())}/{k} eigenvectors converged to "
                                   f"tol = {tol_eff:.1e}; residual norms "
@@ -218,7 +227,7 @@ def svds(A: Any, k: int = 6, ncv: int | None = None, tol: float = 0, which: str 
     s = to_backend(res.singular_values, op)
     if not res.converged:
         ok = _converged_mask(res.singular_values, res.residual_norms, tol_eff, op.dtype)
-        right = None if res.vh is None else res.vh[[int(i) for i in np.flatnonzero(ok)], :].T
+        right = None if res.vh is None else _columns(op, res.vh.T, np.flatnonzero(ok))
         raise ArpackNoConvergence(f"No convergence ({res.restarts} restarts of specop's Golub-Kahan-Lanczos, "
                                   f"{res.matvecs + res.rmatvecs} products, {int(ok.sum())}/{k} singular triplets "
                                   f"converged to tol = {tol_eff:.1e})", to_backend(res.singular_values[ok], op),

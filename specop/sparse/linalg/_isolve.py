@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from specop import backends
 from specop.linalg import cg as _cg
 from specop.linalg import gmres as _gmres
 from specop.linalg import lsmr as _lsmr
@@ -26,12 +27,25 @@ from specop.sparse.linalg._convert import as_operator, quiet, vector
 __all__ = ["cg", "minres", "gmres", "lsqr", "lsmr"]
 
 
-def _system(A: Any, b: Any, x0: Any, what: str) -> tuple[Any, Any, Any]:
+def _system(A: Any, b: Any, x0: Any, what: str, M: Any = None) -> tuple[Any, Any, Any]:
+    """The operator, ``b`` and ``x0`` as vectors; ``x0='Mb'`` is scipy's ``M @ b`` (``b`` without ``M``)."""
     op = as_operator(A, what)
     b = vector(op, b, "b", op.shape[0], op.shape)
-    if x0 is not None:
+    if isinstance(x0, str):
+        if x0 != "Mb":
+            raise ValueError(f"x0: expected an array, None or 'Mb', got {x0!r}")
+        x0 = b if M is None else as_operator(M, what).matvec(b)
+    elif x0 is not None:
         x0 = vector(op, x0, "x0", op.shape[1], op.shape)
     return op, b, x0
+
+
+def _zero_rhs(op: Any, b: Any) -> Any:
+    """scipy's answer for ``b = 0``: ``x = 0`` with ``info = 0`` whatever ``x0`` (None when ``b != 0``)."""
+    xp = op.xp
+    if bool(xp.all(b == 0)):
+        return xp.zeros_like(backends.astype(b, xp.result_type(op.dtype, b.dtype), xp))
+    return None
 
 
 def _column(callback: Callable[[Any], Any] | None) -> Callable[[Any], Any] | None:
@@ -50,7 +64,9 @@ def cg(A: Any, b: Any, x0: Any = None, *, rtol: float = 1e-5, atol: float = 0.0,
     ``info = -1`` when ``p^T A p <= 0`` (``A`` or ``M`` is not positive definite): scipy would go on
     with a meaningless iteration. ``callback(xk)`` gets the iterate, shape ``(n,)``.
     """
-    op, b, x0 = _system(A, b, x0, "cg")
+    op, b, x0 = _system(A, b, x0, "cg", M)
+    if (zero := _zero_rhs(op, b)) is not None:
+        return zero, 0
     with quiet():
         res = _cg(op, b, x0=x0, rtol=rtol, atol=atol, maxiter=maxiter, M=M, callback=_column(callback))
     return res.x, res.info
@@ -66,7 +82,7 @@ def minres(A: Any, b: Any, x0: Any = None, *, rtol: float = 1e-5, shift: float =
     (and ``M``) for symmetry first (scipy's ``ValueError('non-symmetric matrix')``); ``show=True``
     prints a summary of the solve.
     """
-    op, b, x0 = _system(A, b, x0, "minres")
+    op, b, x0 = _system(A, b, x0, "minres", M)
     if check:
         for name, X in (("A", op), ("M", None if M is None else as_operator(M, "minres"))):
             if X is None:
@@ -75,6 +91,8 @@ def minres(A: Any, b: Any, x0: Any = None, *, rtol: float = 1e-5, shift: float =
                 ensure_symmetric(X, "minres", True)
             except ValueError as exc:
                 raise ValueError(f"non-symmetric matrix{'' if name == 'A' else ' M'}") from exc
+    if (zero := _zero_rhs(op, b)) is not None:
+        return zero, 0
     with quiet():
         res = _minres(op, b, x0=x0, shift=shift, rtol=rtol, maxiter=maxiter, M=M, callback=_column(callback))
     if show:
@@ -88,7 +106,9 @@ def gmres(A: Any, b: Any, x0: Any = None, *, rtol: float = 1e-5, atol: float = 0
           maxiter: int | None = None, M: Any = None, callback: Callable[[Any], Any] | None = None,
           callback_type: str | None = None) -> tuple[Any, int]:
     """:func:`scipy.sparse.linalg.gmres`: ``(x, info)``, scipy's ``restart``/``maxiter``/``callback_type``."""
-    op, b, x0 = _system(A, b, x0, "gmres")
+    op, b, x0 = _system(A, b, x0, "gmres", M)
+    if (zero := _zero_rhs(op, b)) is not None:
+        return zero, 0
     with quiet():
         res = _gmres(op, b, x0, rtol=rtol, atol=atol, restart=restart, maxiter=maxiter, M=M, callback=callback,
                      callback_type=callback_type)
