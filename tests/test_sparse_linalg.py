@@ -550,3 +550,16 @@ def test_onenormest_as_scipy(backend):
     assert est == pytest.approx(spla.onenormest(a)) and est == pytest.approx(np.abs(a).sum(axis=0).max())
     est, v, w = ssl.onenormest(backend.asarray(a), compute_v=True, compute_w=True)
     np.testing.assert_allclose(backend.to_numpy(w), a @ backend.to_numpy(v))
+
+
+def test_docs_page_code_runs():
+    """The code blocks of docs/howto/scipy_dropin.md run as written (one namespace, in order)."""
+    pytest.importorskip("torch")
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parent.parent / "docs" / "howto" / "scipy_dropin.md").read_text()
+    blocks = [part.split("```", 1)[0] for part in text.split("```python\n")[1:]]
+    assert len(blocks) == 2
+    namespace: dict = {}
+    for block in blocks:
+        exec(compile(block, "scipy_dropin.md", "exec"), namespace)  # the page's own code
