@@ -178,6 +178,29 @@ def test_subclass_hooks_as_scipy(backend):
         NoAdjoint().rmatvec(y)
 
 
+def test_subclass_without_super_init_as_scipy():
+    """scipy's BaseMatlike pattern: ``__init__`` sets ``dtype`` and ``shape`` only (numpy backend)."""
+
+    class BaseMatlike(ssl.LinearOperator):
+        def __init__(self, dtype):
+            self.dtype = np.dtype(dtype)
+            self.shape = A_.shape
+
+        def _matvec(self, x):
+            return A_.astype(self.dtype) @ x
+
+        def _rmatvec(self, y):
+            return A_.T.astype(self.dtype) @ y
+
+    for dtype in (np.float32, np.float64):
+        op = BaseMatlike(dtype)
+        np.testing.assert_allclose(op.matvec(np.array([1.0, 2, 3], dtype=dtype)), [14, 32])
+        np.testing.assert_allclose(op.rmatvec(np.array([1.0, 1], dtype=dtype)), [5, 7, 9])
+        np.testing.assert_allclose(op.matmat(np.eye(3, dtype=dtype)), A_)
+        np.testing.assert_allclose(ssl.lsqr(op, np.array([14.0, 32]).astype(dtype), atol=1e-10, btol=1e-10)[0]
+                                   @ A_.T, [14, 32], rtol=1e-4)
+
+
 def test_aslinearoperator_casts_integers_like_scipy():
     """scipy's TestAsLinearOperator int32 cases: products computed in float64."""
     orig = np.array([[1, 2, 3], [4, 5, 6]], dtype=np.int32)

@@ -41,6 +41,13 @@ class LinearOperator(_Base, metaclass=ABCMeta):
     (optionally ``like=``, ``device=``) and implements scipy's hooks.
     """
 
+    # what a scipy-style subclass that sets only ``self.dtype`` and ``self.shape`` in its own
+    # ``__init__`` (without calling ``super().__init__``) is: a numpy operator, not known symmetric
+    xp: Any = backends.namespace("numpy")
+    device: Any = None
+    is_symmetric: bool = False
+    symmetry_known: bool = False
+
     def __new__(cls, *args: Any, **kwargs: Any) -> Any:
         if cls is LinearOperator:
             return _from_functions(*args, **kwargs)
