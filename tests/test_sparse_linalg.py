@@ -427,6 +427,11 @@ def test_gmres_callback_and_maxiter_as_scipy(backend):
     ref_x, ref_info = spla.gmres(a, np.arange(4.0), rtol=1e-12, restart=2, maxiter=1)
     assert info == ref_info == 1 and len(xs) == 1 and tuple(xs[0].shape) == (4,)
     np.testing.assert_allclose(backend.to_numpy(x), ref_x, rtol=1e-10)
+    for f, M in ((ssl.gmres, A), (spla.gmres, a)):  # test_maxiter: a callback without callback_type
+        with pytest.warns(DeprecationWarning, match=".*called without specifying `callback_type`.*"):
+            f(M, b if f is ssl.gmres else np.arange(4.0), rtol=1e-12, maxiter=1, callback=lambda r: None)
+        with pytest.raises(ValueError, match="Unknown callback_type: 'foo'"):
+            f(M, b if f is ssl.gmres else np.arange(4.0), callback=print, callback_type="foo")
 
 
 @pytest.mark.parametrize("solver", ["cg", "minres", "gmres"])

@@ -12,6 +12,7 @@ Saunders 1975), :func:`~specop.linalg.gmres` (Saad & Schultz 1986),
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -105,7 +106,17 @@ def minres(A: Any, b: Any, x0: Any = None, *, rtol: float = 1e-5, shift: float =
 def gmres(A: Any, b: Any, x0: Any = None, *, rtol: float = 1e-5, atol: float = 0.0, restart: int | None = None,
           maxiter: int | None = None, M: Any = None, callback: Callable[[Any], Any] | None = None,
           callback_type: str | None = None) -> tuple[Any, int]:
-    """:func:`scipy.sparse.linalg.gmres`: ``(x, info)``, scipy's ``restart``/``maxiter``/``callback_type``."""
+    """:func:`scipy.sparse.linalg.gmres`: ``(x, info)``, scipy's ``restart``/``maxiter``/``callback_type``.
+
+    A ``callback`` without ``callback_type`` gets scipy's ``DeprecationWarning`` and the "legacy" calls.
+    """
+    if callback is not None and callback_type is None:
+        warnings.warn("specop.sparse.linalg.gmres called without specifying `callback_type`. The default value "
+                      "will be changed in a future release (as in scipy). For compatibility, specify a value for "
+                      "`callback_type` explicitly, e.g., ``gmres(..., callback_type='pr_norm')``, or to retain the "
+                      "old behavior ``gmres(..., callback_type='legacy')``", DeprecationWarning, stacklevel=2)
+    if callback_type is not None and callback_type not in ("x", "pr_norm", "legacy"):
+        raise ValueError(f"Unknown callback_type: {callback_type!r}")
     op, b, x0 = _system(A, b, x0, "gmres", M)
     if (zero := _zero_rhs(op, b)) is not None:
         return zero, 0
