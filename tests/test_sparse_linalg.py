@@ -434,6 +434,27 @@ def test_gmres_callback_and_maxiter_as_scipy(backend):
             f(M, b if f is ssl.gmres else np.arange(4.0), callback=print, callback_type="foo")
 
 
+@pytest.mark.parametrize("solver", ["cg", "gmres"])
+def test_atol_as_test_iterative(solver):
+    """test_atol: every rtol/atol in {0, 1e-9 .. 1e2, inf}, with badly scaled preconditioners: info == 0 and
+    ||A x - b|| <= max(atol, rtol ||b||)."""
+    rng = np.random.default_rng(168441431005389)
+    a = rng.uniform(size=[10, 10])
+    a = a @ a.T + 10 * np.eye(10)
+    b = 1e3 * rng.uniform(size=10)
+    tols = np.r_[0, np.logspace(-9, 2, 7), np.inf]
+    m0 = rng.standard_normal(size=(10, 10))
+    m0 = m0 @ m0.T
+    for M in (None, 1e-6 * m0, 1e6 * m0):
+        for rtol in tols:
+            for atol in tols:
+                if rtol == 0 and atol == 0:
+                    continue
+                x, info = getattr(ssl, solver)(a, b, M=M, rtol=rtol, atol=atol)
+                assert info == 0
+                assert np.linalg.norm(a @ x - b) <= 1.00025 * max(atol, rtol * np.linalg.norm(b))
+
+
 @pytest.mark.parametrize("solver", ["cg", "minres", "gmres"])
 def test_preconditioner_as_test_iterative(backend, solver):
     """test_precond_inverse: M = A^{-1} solves at once (a few products), M a function operator."""

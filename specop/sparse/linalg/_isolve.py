@@ -12,6 +12,8 @@ Saunders 1975), :func:`~specop.linalg.gmres` (Saad & Schultz 1986),
 
 from __future__ import annotations
 
+import math
+import numbers
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -41,11 +43,18 @@ def _system(A: Any, b: Any, x0: Any, what: str, M: Any = None) -> tuple[Any, Any
     return op, b, x0
 
 
-def _zero_rhs(op: Any, b: Any) -> Any:
-    """scipy's answer for ``b = 0``: ``x = 0`` with ``info = 0`` whatever ``x0`` (None when ``b != 0``)."""
+def _at_once(op: Any, b: Any, x0: Any, rtol: Any, atol: Any) -> Any:
+    """scipy's answers that need no iteration (None otherwise), with ``info = 0``.
+
+    ``b = 0``: ``x = 0`` whatever ``x0``; ``rtol`` or ``atol`` infinite: every residual meets the
+    tolerance, so ``x0`` (zero without one) is returned as it is.
+    """
     xp = op.xp
+    zero = xp.zeros_like(backends.astype(b, xp.result_type(op.dtype, b.dtype), xp))
     if bool(xp.all(b == 0)):
-        return xp.zeros_like(backends.astype(b, xp.result_type(op.dtype, b.dtype), xp))
+        return zero
+    if any(isinstance(t, numbers.Real) and t == math.inf for t in (rtol, atol)):
+        return zero if x0 is None else backends.astype(x0, zero.dtype, xp)
     return None
 
 
@@ -66,8 +75,8 @@ def cg(A: Any, b: Any, x0: Any = None, *, rtol: float = 1e-5, atol: float = 0.0,
     with a meaningless iteration. ``callback(xk)`` gets the iterate, shape ``(n,)``.
     """
     op, b, x0 = _system(A, b, x0, "cg", M)
-    if (zero := _zero_rhs(op, b)) is not None:
-        return zero, 0
+    if (x := _at_once(op, b, x0, rtol, atol)) is not None:
+        return x, 0
     with quiet():
         res = _cg(op, b, x0=x0, rtol=rtol, atol=atol, maxiter=maxiter, M=M, callback=_column(callback))
     return res.x, res.info
@@ -92,8 +101,8 @@ def minres(A: Any, b: Any, x0: Any = None, *, rtol: float = 1e-5, shift: float =
                 ensure_symmetric(X, "minres", True)
             except ValueError as exc:
                 raise ValueError(f"non-symmetric matrix{'' if name == 'A' else ' M'}") from exc
-    if (zero := _zero_rhs(op, b)) is not None:
-        return zero, 0
+    if (x := _at_once(op, b, x0, rtol, 0.0)) is not None:
+        return x, 0
     with quiet():
         res = _minres(op, b, x0=x0, shift=shift, rtol=rtol, maxiter=maxiter, M=M, callback=_column(callback))
     if show:
@@ -118,8 +127,8 @@ def gmres(A: Any, b: Any, x0: Any = None, *, rtol: float = 1e-5, atol: float = 0
     if callback_type is not None and callback_type not in ("x", "pr_norm", "legacy"):
         raise ValueError(f"Unknown callback_type: {callback_type!r}")
     op, b, x0 = _system(A, b, x0, "gmres", M)
-    if (zero := _zero_rhs(op, b)) is not None:
-        return zero, 0
+    if (x := _at_once(op, b, x0, rtol, atol)) is not None:
+        return x, 0
     with quiet():
         res = _gmres(op, b, x0, rtol=rtol, atol=atol, restart=restart, maxiter=maxiter, M=M, callback=callback,
                      callback_type=callback_type)
