@@ -188,6 +188,14 @@ def test_eigsh_no_convergence_as_test_arpack(backend):
     assert not err.result.converged
 
 
+def test_eigsh_warns_when_the_multiplicity_check_did_not_settle():
+    """Converged pairs whose check for missed copies hit maxiter: scipy's return values, and specop's warning."""
+    d = np.concatenate([[5.0, 5.0, 5.0], np.linspace(0.0, 4.99, 100)])
+    with pytest.warns(specop.ConvergenceWarning, match="multiplicity check did not settle"):
+        w, _ = ssl.eigsh(np.diag(d), 2, which="LA", maxiter=40, ncv=6, tol=1e-6, rng=0)
+    np.testing.assert_allclose(w, [5.0, 5.0], rtol=1e-6)
+
+
 def test_eigsh_k_not_below_n_as_scipy(backend):
     """test_eigsh_for_k_greater: a dense array gets all n pairs of eigh with a RuntimeWarning; others TypeError."""
     rng = np.random.default_rng(1234)

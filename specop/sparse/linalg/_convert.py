@@ -23,7 +23,7 @@ from specop.operators import FunctionOperator
 from specop.operators import LinearOperator as _Base
 from specop.operators import aslinearoperator as _aslinop
 
-__all__ = ["as_operator", "as_claimed_symmetric", "vector", "to_backend", "not_yet", "quiet", "is_complex"]
+__all__ = ["as_operator", "as_claimed_symmetric", "vector", "to_backend", "not_yet", "quiet", "reemit", "is_complex"]
 
 PLANNED = "is planned (specop issue 16, item 2) and not implemented yet"
 
@@ -129,4 +129,12 @@ def quiet() -> Iterator[list[warnings.WarningMessage]]:
         yield caught
     for w in caught:
         if not issubclass(w.category, ConvergenceWarning):
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+
+
+def reemit(caught: list[warnings.WarningMessage]) -> None:
+    """Warn again the :class:`~specop.ConvergenceWarning` recorded by :func:`quiet` (a result that converged
+    but whose multiplicity check did not settle: scipy has no way to say so, specop warns)."""
+    for w in caught:
+        if issubclass(w.category, ConvergenceWarning):
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)

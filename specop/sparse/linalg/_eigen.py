@@ -30,6 +30,7 @@ from specop.sparse.linalg._convert import (
     is_complex,
     not_yet,
     quiet,
+    reemit,
     to_backend,
     vector,
 )
@@ -155,7 +156,7 @@ def eigsh(A: Any, k: int = 6, M: Any = None, sigma: Any = None, which: str = "LM
         v0 = vector(op, v0, "v0", n, op.shape)
     eps = float(np.finfo(backends.dtype_name(op.dtype)).eps)
     tol_eff = eps if not tol > 0 else float(tol)  # ARPACK: tol <= 0 means machine precision
-    with quiet():
+    with quiet() as caught:
         res = _eigsh(as_claimed_symmetric(op), int(k), which=which, tol=tol_eff, maxiter=maxiter, ncv=ncv, v0=v0,
                      seed=rng, return_eigenvectors=return_eigenvectors)
     if not res.converged:
@@ -166,6 +167,7 @@ def eigsh(A: Any, k: int = 6, M: Any = None, sigma: Any = None, which: str = "LM
                                   f"tol = {tol_eff:.1e}; residual norms "
                                   f"{np.array2string(res.residual_norms, precision=2)})",
                                   to_backend(res.eigenvalues[ok], op), vecs, res)
+    reemit(caught)
     if return_eigenvectors:
         return to_backend(res.eigenvalues, op), res.eigenvectors
     return to_backend(res.eigenvalues[_value_order(res.eigenvalues, which)], op)
@@ -221,7 +223,7 @@ def svds(A: Any, k: int = 6, ncv: int | None = None, tol: float = 0, which: str 
             v0 = op.rmatvec(v0)
     seed = rng if rng is not None else random_state
     tol_eff = float(np.finfo(backends.dtype_name(op.dtype)).eps) if tol == 0 else float(tol)
-    with quiet():
+    with quiet() as caught:
         res = _svds(op, k, which=which, tol=tol_eff, maxiter=maxiter, ncv=None if ncv is None else int(ncv),
                     v0=v0, seed=seed, return_singular_vectors=return_singular_vectors)
     s = to_backend(res.singular_values, op)
@@ -232,6 +234,7 @@ def svds(A: Any, k: int = 6, ncv: int | None = None, tol: float = 0, which: str 
                                   f"{res.matvecs + res.rmatvecs} products, {int(ok.sum())}/{k} singular triplets "
                                   f"converged to tol = {tol_eff:.1e})", to_backend(res.singular_values[ok], op),
                                   right, res)
+    reemit(caught)
     if return_singular_vectors is False:
         return s
     return res.u, s, res.vh
