@@ -1,6 +1,7 @@
 """Operators: the :class:`LinearOperator` protocol, concrete operators, algebra, scipy bridge."""
 
 from specop.operators.algebra import (
+    PowerOperator,
     ProductOperator,
     ScaledOperator,
     ShiftedOperator,
@@ -24,6 +25,7 @@ __all__ = [
     "ProductOperator",
     "TransposeOperator",
     "ShiftedOperator",
+    "PowerOperator",
     "aslinearoperator",
     "to_scipy",
     "check_square",

@@ -16,7 +16,7 @@ from specop._validate import Described, fail
 from specop.operators.base import LinearOperator, check_square
 
 __all__ = ["SumOperator", "ScaledOperator", "ProductOperator", "TransposeOperator",
-           "ShiftedOperator", "as_real_scalar", "check_compatible"]
+           "ShiftedOperator", "PowerOperator", "as_real_scalar", "as_scale", "check_compatible"]
 
 
 def as_real_scalar(c: Any, what: str) -> float:
@@ -32,6 +32,24 @@ def as_real_scalar(c: Any, what: str) -> float:
     if not math.isfinite(c):
         raise fail(what, "a finite scalar", c)
     return c
+
+
+def as_scale(c: Any, op: LinearOperator, what: str) -> float:
+    """A scale factor of ``op`` as a float: real, or complex with zero imaginary part (scipy allows complex scalars).
+
+    A scalar with a non-zero imaginary part would make the operator complex, which a specop
+    operator (real float32/float64) cannot hold: ``TypeError`` naming ``what`` and the dtype.
+    """
+    value = c
+    if backends.is_array(c) and getattr(c, "ndim", None) == 0 and backends.dtype_name(c.dtype).startswith("complex"):
+        value = complex(backends.to_numpy(c))
+    if isinstance(value, numbers.Complex) and not isinstance(value, numbers.Real):
+        if value.imag != 0:
+            raise fail(what, f"a real scalar (the operator is {backends.dtype_name(op.dtype)}, and specop operators "
+                       "are real: a complex scale would need a complex dtype; apply the real and imaginary parts "
+                       "as two real operators)", c, TypeError)
+        value = value.real
+    return as_real_scalar(value, what)
 
 
 def check_compatible(A: LinearOperator, B: LinearOperator, what: str) -> None:
@@ -67,6 +85,10 @@ class SumOperator(LinearOperator):
                          symmetric=all(op.is_symmetric for op in flat),
                          symmetry_known=all(op.symmetry_known for op in flat))
 
+    @property
+    def args(self) -> tuple[Any, ...]:
+        return self.ops
+
     def _apply(self, V: Any, adjoint: bool) -> Any:
         out = None
         for op in self.ops:
@@ -86,7 +108,7 @@ class ScaledOperator(LinearOperator):
     """``c * A`` for a real scalar ``c``."""
 
     def __init__(self, op: LinearOperator, c: Any) -> None:
-        c = as_real_scalar(c, "c * A")
+        c = as_scale(c, op, "c * A")
         if isinstance(op, ScaledOperator):
             folded = c * op.c  # fold nested scalings
             if not math.isfinite(folded):
@@ -96,6 +118,10 @@ class ScaledOperator(LinearOperator):
         self.c: float = c
         super().__init__(op.shape, op.dtype, xp=op.xp, device=op.device, symmetric=op.is_symmetric,
                          symmetry_known=op.symmetry_known)
+
+    @property
+    def args(self) -> tuple[Any, ...]:
+        return (self.op, self.c)
 
     def _matmat(self, V: Any) -> Any:
         return self.c * self.op._matmat(V)
@@ -119,6 +145,10 @@ class ProductOperator(LinearOperator):
         super().__init__((A.shape[0], B.shape[1]), _result_dtype(A, B), xp=A.xp, device=A.device, symmetric=gram,
                          symmetry_known=gram or (A.symmetry_known and B.symmetry_known))
 
+    @property
+    def args(self) -> tuple[Any, ...]:
+        return (self.A, self.B)
+
     def _matmat(self, V: Any) -> Any:
         W = self.B._matmat(_cast(self.xp, V, self.B.dtype))
         return _cast(self.xp, self.A._matmat(_cast(self.xp, W, self.A.dtype)), self.dtype)
@@ -134,6 +164,10 @@ class TransposeOperator(LinearOperator):
     def __init__(self, op: LinearOperator) -> None:
         self.op = op
         super().__init__((op.shape[1], op.shape[0]), op.dtype, xp=op.xp, device=op.device)
+
+    @property
+    def args(self) -> tuple[Any, ...]:
+        return (self.op,)
 
     def _matmat(self, V: Any) -> Any:
         return self.op._rmatmat(V)
@@ -154,8 +188,44 @@ class ShiftedOperator(LinearOperator):
         super().__init__(op.shape, op.dtype, xp=op.xp, device=op.device, symmetric=op.is_symmetric,
                          symmetry_known=op.symmetry_known)
 
+    @property
+    def args(self) -> tuple[Any, ...]:
+        return (self.op, self.sigma)
+
     def _matmat(self, V: Any) -> Any:
         return self.op._matmat(V) - self.sigma * V
 
     def _rmatmat(self, V: Any) -> Any:
         return self.op._rmatmat(V) - self.sigma * V
+
+
+class PowerOperator(LinearOperator):
+    """``A ** p = A @ A @ ... @ A`` (``p`` factors; the identity for ``p = 0``) for a square ``A``: ``p`` products.
+
+    Symmetric when ``A`` is (and for ``p = 0``); its adjoint is ``(A^T) ** p``.
+    """
+
+    def __init__(self, op: LinearOperator, p: Any) -> None:
+        if not isinstance(op, LinearOperator):
+            raise TypeError(f"A ** p: expected a LinearOperator, got {type(op).__name__}")
+        if op.shape[0] != op.shape[1]:
+            raise ValueError(f"A ** p: square LinearOperator expected, got shape {op.shape}")
+        if isinstance(p, bool) or not isinstance(p, numbers.Integral) or p < 0:
+            raise fail("A ** p", "a non-negative integer p", p)
+        self.op, self.p = op, int(p)
+        super().__init__(op.shape, op.dtype, xp=op.xp, device=op.device, symmetric=op.is_symmetric or self.p == 0,
+                         symmetry_known=op.symmetry_known or self.p == 0)
+
+    @property
+    def args(self) -> tuple[Any, ...]:
+        return (self.op, self.p)
+
+    def _matmat(self, V: Any) -> Any:
+        for _ in range(self.p):
+            V = self.op._matmat(V)
+        return V
+
+    def _rmatmat(self, V: Any) -> Any:
+        for _ in range(self.p):
+            V = self.op._rmatmat(V)
+        return V

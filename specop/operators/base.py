@@ -200,7 +200,27 @@ class LinearOperator:
 
         return to_scipy(self)
 
+    @property
+    def args(self) -> tuple[Any, ...]:
+        """The operands of a composite operator, as scipy's ``LinearOperator.args`` (``()`` for a leaf)."""
+        return ()
+
     # --------------------------------------------------------------- algebra
+    def dot(self, x: Any) -> Any:
+        """scipy's ``A.dot(x)``: ``A @ x`` for an operator or an array of ndim 1 or 2, ``x * A`` for a scalar."""
+        if isinstance(x, LinearOperator) or (backends.is_array(x) and x.ndim in (1, 2)):
+            return self @ x
+        if isinstance(x, numbers.Number) or (backends.is_array(x) and x.ndim == 0):
+            return self * x
+        shape = f"an array of shape {tuple(x.shape)}" if backends.is_array(x) else f"a {type(x).__name__}"
+        raise ValueError(f"A.dot(x): expected a 1-d or 2-d array, a scalar or a LinearOperator, got {shape}")
+
+    def __pow__(self, p: Any) -> LinearOperator:
+        """``A ** p``: the ``p``-th power for an integer ``p >= 0`` of a square operator (lazy; ``p`` products)."""
+        from specop.operators.algebra import PowerOperator
+
+        return PowerOperator(self, p)
+
     def __matmul__(self, x: Any) -> Any:
         if isinstance(x, LinearOperator):
             from specop.operators.algebra import ProductOperator
@@ -244,9 +264,9 @@ class LinearOperator:
         import math
 
         from specop._validate import fail
-        from specop.operators.algebra import as_real_scalar
+        from specop.operators.algebra import as_scale
 
-        x = as_real_scalar(c, "A / c")
+        x = as_scale(c, self, "A / c")
         if x == 0.0 or not math.isfinite(1.0 / x):
             raise fail("A / c", "a non-zero scalar whose reciprocal is finite", c)
         return self * (1.0 / x)

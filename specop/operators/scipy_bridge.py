@@ -28,6 +28,7 @@ class _ScipyView(spla.LinearOperator):
 
     def __init__(self, op: LinearOperator) -> None:
         self.op = op
+        self.args = (op,)  # scipy's operators list their operands in ``args`` (MatrixLinearOperator: (A,))
         super().__init__(dtype=np.dtype(backends.dtype_name(op.dtype)), shape=op.shape)
 
     def _move(self, x: np.ndarray) -> Any:

@@ -1,0 +1,264 @@
+"""scipy's ``eigsh``, ``svds`` and ``lobpcg`` on specop's algorithms, for every backend.
+
+Signatures, defaults, validation messages and return values are scipy's
+(``scipy.sparse.linalg``, version 1.17); the work is done by :func:`specop.eigsh`
+(thick-restart Lanczos, Wu & Simon 2000), :func:`specop.svds` (thick-restart
+Golub-Kahan-Lanczos, Baglama & Reichel 2005) and :func:`specop.lobpcg` (Knyazev 2001).
+Where scipy's ARPACK would raise :class:`scipy.sparse.linalg.ArpackNoConvergence`, so do
+these (the same class, through a subclass carrying specop's counts).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import warnings
+from typing import Any
+
+import numpy as np
+import scipy.sparse
+import scipy.sparse.linalg as spla
+
+from specop import backends
+from specop.linalg import eigsh as _eigsh
+from specop.linalg import lobpcg as _lobpcg
+from specop.linalg import svds as _svds
+from specop.operators import LinearOperator as _Base
+from specop.sparse.linalg._convert import (
+    as_claimed_symmetric,
+    as_operator,
+    is_complex,
+    not_yet,
+    quiet,
+    reemit,
+    to_backend,
+    vector,
+)
+
+__all__ = ["eigsh", "svds", "lobpcg", "ArpackError", "ArpackNoConvergence"]
+
+ArpackError = spla.ArpackError
+
+
+class ArpackNoConvergence(spla.ArpackNoConvergence):
+    """No convergence within ``maxiter`` (scipy's exception, so ``except scipy.sparse.linalg.ArpackNoConvergence``
+    catches it).
+
+    Attributes
+    ----------
+    eigenvalues : array
+        Partial result: the converged eigenvalues (singular values for ``svds``), on the input's backend.
+    eigenvectors : array
+        The converged eigenvectors (``svds``: right singular vectors as columns), or None.
+    result : EigshResult or SvdsResult
+        specop's full result (every pair, residual norms, matvec count).
+    """
+
+    def __init__(self, msg: str, eigenvalues: Any, eigenvectors: Any, result: Any = None) -> None:
+        super().__init__(msg, eigenvalues, eigenvectors)
+        self.result = result
+
+
+_EIGSH_WHICH = ("LM", "SM", "LA", "SA", "BE")
+
+
+def _converged_mask(values: np.ndarray, residuals: np.ndarray, tol: float, dtype: Any) -> np.ndarray:
+    """Which pairs meet specop's acceptance test ``rho <= max(tol |theta|, 100 eps max|theta|)``."""
+    eps = float(np.finfo(backends.dtype_name(dtype)).eps)
+    top = float(np.max(np.abs(values))) if values.size else 0.0
+    return residuals <= np.maximum(max(tol, eps) * np.abs(values), 100 * eps * top)
+
+
+def _columns(op: _Base, V: Any, idx: np.ndarray) -> Any:
+    """The columns ``idx`` of a backend array ``V`` (``take``: the array API has no list indexing)."""
+    return op.xp.take(V, backends.from_numpy(idx.astype(np.int64), op.xp, op.device), axis=1)
+
+
+def _value_order(w: np.ndarray, which: str) -> np.ndarray:
+    """ARPACK's order of eigenvalues when no vectors are asked for: the least wanted first."""
+    if which == "LM":
+        return np.argsort(np.abs(w), kind="stable")
+    if which == "SA":
+        return np.argsort(-w, kind="stable")
+    return np.argsort(w, kind="stable")  # LA, BE: ascending
+
+
+def eigsh(A: Any, k: int = 6, M: Any = None, sigma: Any = None, which: str = "LM", v0: Any = None,
+          ncv: int | None = None, maxiter: int | None = None, tol: float = 0, return_eigenvectors: bool = True,
+          Minv: Any = None, OPinv: Any = None, mode: str = "normal", rng: Any = None) -> Any:
+    """``k`` eigenvalues (and eigenvectors) of a real symmetric operator: :func:`scipy.sparse.linalg.eigsh`.
+
+    Every argument has scipy's meaning and default; the computation is :func:`specop.eigsh`
+    (thick-restart Lanczos) on any backend. ``tol=0`` is the machine precision of ``A``'s
+    dtype; ``maxiter`` counts restarts (default specop's ``max(100, 10 n / ncv)``, not ARPACK's
+    ``10 n``); ``ncv`` defaults to specop's ``max(2k + 1, k + 30)`` (fewer products than ARPACK's
+    ``max(2k + 1, 20)``). ``sigma``, ``M``, ``Minv``, ``OPinv`` (and with them ``mode``),
+    ``which="SM"`` and complex Hermitian ``A`` raise :class:`NotImplementedError` (planned).
+
+    Returns
+    -------
+    w : array, shape (k,)
+        Eigenvalues in ``A``'s dtype on its backend and device: ascending, or in ARPACK's
+        order (least wanted first) when ``return_eigenvectors=False``.
+    v : array, shape (n, k)
+        Eigenvectors as columns (only when ``return_eigenvectors=True``).
+
+    Raises
+    ------
+    ArpackNoConvergence
+        When the pairs have not converged within ``maxiter`` restarts (partial results attached).
+    ValueError, TypeError
+        scipy's, for bad arguments; ``ValueError`` also for an operator that is not symmetric.
+    """
+    if OPinv is not None and sigma is None:
+        raise ValueError("OPinv should not be specified with sigma = None.")
+    if Minv is not None and M is None and sigma is None:
+        raise ValueError("Minv should not be specified with M = None.")
+    if Minv is not None and sigma is not None:
+        raise ValueError("Minv should not be specified when sigma is specified.")
+    if sigma is not None and mode not in ("normal", "buckling", "cayley"):
+        raise ValueError(f"unrecognized mode '{mode}'")
+    for name, value in (("sigma", sigma), ("M", M), ("Minv", Minv), ("OPinv", OPinv)):
+        if value is not None:
+            what = {"sigma": f"shift-invert mode (sigma={sigma!r}, mode={mode!r})",
+                    "M": "the generalized problem A x = w M x"}.get(name, f"{name}=")
+            raise not_yet(f"eigsh: {name}", what)
+    if which == "SM":
+        raise not_yet("eigsh: which", "which='SM' (smallest magnitude)")
+    op = as_operator(A, "eigsh")
+    if op.shape[0] != op.shape[1]:
+        raise ValueError(f"expected square matrix (shape={op.shape})")
+    n = op.shape[0]
+    if k <= 0:
+        raise ValueError("k must be greater than 0.")
+    if k >= n:
+        warnings.warn("k >= N for N * N square matrix. Attempting to use scipy.linalg.eigh instead.",
+                      RuntimeWarning, stacklevel=2)
+        if scipy.sparse.issparse(A):
+            raise TypeError("Cannot use scipy.linalg.eigh for sparse A with k >= N. "
+                            "Use scipy.linalg.eigh(A.toarray()) or reduce k.")
+        if isinstance(A, spla.LinearOperator | _Base):
+            raise TypeError("Cannot use scipy.linalg.eigh for LinearOperator A with k >= N.")
+        res = _eigsh(op, n, which="LA", dense=True, return_eigenvectors=return_eigenvectors)
+        w = to_backend(res.eigenvalues, op)
+        return (w, res.eigenvectors) if return_eigenvectors else w
+    if which not in _EIGSH_WHICH:
+        raise ValueError("which must be one of " + " ".join(_EIGSH_WHICH))
+    if maxiter is not None and maxiter <= 0:
+        raise ValueError(f"maxiter must be positive, maxiter={maxiter}")
+    if ncv is not None and ncv <= k:
+        raise ValueError(f"ncv must be k<ncv<=n, ncv={ncv}")
+    if ncv is not None:
+        ncv = min(ncv, n)  # scipy's ARPACK wrapper clamps a larger ncv to n
+    if which == "BE" and k == 1:
+        raise ArpackError(-13, {-13: "NEV and WHICH = 'BE' are incompatible."})
+    if v0 is not None:
+        v0 = vector(op, v0, "v0", n, op.shape)
+    eps = float(np.finfo(backends.dtype_name(op.dtype)).eps)
+    tol_eff = eps if not tol > 0 else float(tol)  # ARPACK: tol <= 0 means machine precision
+    with quiet() as caught:
+        res = _eigsh(as_claimed_symmetric(op), int(k), which=which, tol=tol_eff, maxiter=maxiter, ncv=ncv, v0=v0,
+                     seed=rng, return_eigenvectors=return_eigenvectors)
+    if not res.converged:
+        ok = _converged_mask(res.eigenvalues, res.residual_norms, tol_eff, op.dtype)
+        vecs = None if res.eigenvectors is None else _columns(op, res.eigenvectors, np.flatnonzero(ok))
+        raise ArpackNoConvergence(f"No convergence ({res.restarts} restarts of specop's thick-restart Lanczos, "
+                                  f"{res.matvecs} products, {int(ok.sum())}/{k} eigenvectors converged to "
+                                  f"tol = {tol_eff:.1e}; residual norms "
+                                  f"{np.array2string(res.residual_norms, precision=2)})",
+                                  to_backend(res.eigenvalues[ok], op), vecs, res)
+    reemit(caught)
+    if return_eigenvectors:
+        return to_backend(res.eigenvalues, op), res.eigenvectors
+    return to_backend(res.eigenvalues[_value_order(res.eigenvalues, which)], op)
+
+
+def svds(A: Any, k: int = 6, ncv: int | None = None, tol: float = 0, which: str = "LM", v0: Any = None,
+         maxiter: int | None = None, return_singular_vectors: bool | str = True, solver: str = "arpack",
+         rng: Any = None, options: dict | None = None, *, random_state: Any = None) -> Any:
+    """``k`` largest or smallest singular triplets: :func:`scipy.sparse.linalg.svds` on any backend.
+
+    Every ``solver`` runs :func:`specop.svds` (thick-restart Golub-Kahan-Lanczos
+    bidiagonalization); ``solver`` sets what scipy's choice sets in the interface (``"propack"``
+    allows ``k = min(A.shape)`` and takes ``v0`` of shape ``(m,)``). Solver ``options``
+    raise :class:`NotImplementedError`.
+
+    Returns
+    -------
+    u : array, shape (m, k), or None
+    s : array, shape (k,)
+        Ascending, in ``A``'s dtype on its backend.
+    vh : array, shape (k, n), or None
+        As scipy: ``s`` alone for ``return_singular_vectors=False``; ``u`` or ``vh`` None for "vh"/"u".
+    """
+    solver = str(solver).lower()
+    solvers = {"arpack", "lobpcg", "propack"}
+    if solver not in solvers:
+        raise ValueError(f"solver must be one of {solvers}.")
+    if options:
+        raise NotImplementedError(f"options: specop.sparse.linalg.svds runs specop's own bidiagonalization for every "
+                                  f"solver and takes no {solver} options, got {options!r}")
+    op = as_operator(A, "svds")
+    m, n = op.shape
+    kmax = min(m, n) if solver == "propack" else min(m, n) - 1
+    if isinstance(k, bool) or not isinstance(k, numbers.Real) or int(k) != k or not 0 < k <= kmax:
+        raise ValueError("`k` must be an integer satisfying `0 < k < min(A.shape)`.")
+    k = int(k)
+    if solver == "arpack" and ncv is not None and (int(ncv) != ncv or not k < ncv < min(m, n)):
+        raise ValueError("`ncv` must be an integer satisfying `k < ncv < min(A.shape)`.")
+    if tol < 0 or not math.isfinite(tol):
+        raise ValueError("`tol` must be a non-negative floating point value.")
+    which = str(which).upper()
+    if which not in {"LM", "SM"}:
+        raise ValueError(f"`which` must be in {({'LM', 'SM'})}.")
+    if maxiter is not None and (int(maxiter) != maxiter or maxiter <= 0):
+        raise ValueError("`maxiter` must be a positive integer.")
+    if return_singular_vectors not in {True, False, "vh", "u"}:
+        raise ValueError(f"`return_singular_vectors` must be in {({True, False, 'vh', 'u'})}.")
+    if v0 is not None:
+        want = (m,) if solver == "propack" else (min(m, n),)
+        if not backends.is_array(v0) or tuple(v0.shape) != want:
+            raise ValueError(f"`v0` must have shape {want}.")
+        if solver == "propack" and m > n:  # PROPACK's v0 is a left vector: start from A^T v0
+            v0 = op.rmatvec(v0)
+    seed = rng if rng is not None else random_state
+    tol_eff = float(np.finfo(backends.dtype_name(op.dtype)).eps) if tol == 0 else float(tol)
+    with quiet() as caught:
+        res = _svds(op, k, which=which, tol=tol_eff, maxiter=maxiter, ncv=None if ncv is None else int(ncv),
+                    v0=v0, seed=seed, return_singular_vectors=return_singular_vectors)
+    s = to_backend(res.singular_values, op)
+    if not res.converged:
+        ok = _converged_mask(res.singular_values, res.residual_norms, tol_eff, op.dtype)
+        right = None if res.vh is None else _columns(op, res.vh.T, np.flatnonzero(ok))
+        raise ArpackNoConvergence(f"No convergence ({res.restarts} restarts of specop's Golub-Kahan-Lanczos, "
+                                  f"{res.matvecs + res.rmatvecs} products, {int(ok.sum())}/{k} singular triplets "
+                                  f"converged to tol = {tol_eff:.1e})", to_backend(res.singular_values[ok], op),
+                                  right, res)
+    reemit(caught)
+    if return_singular_vectors is False:
+        return s
+    return res.u, s, res.vh
+
+
+def lobpcg(A: Any, X: Any, B: Any = None, M: Any = None, Y: Any = None, tol: float | None = None,
+           maxiter: int | None = None, largest: bool = True, verbosityLevel: int = 0,
+           retLambdaHistory: bool = False, retResidualNormsHistory: bool = False,
+           restartControl: int = 20) -> tuple:
+    """:func:`scipy.sparse.linalg.lobpcg` on :func:`specop.lobpcg` (same arguments, same return tuple).
+
+    The eigenvalues are an array of ``X``'s backend and dtype; a run that misses ``tol`` warns
+    (:class:`~specop.ConvergenceWarning`, a ``UserWarning`` in scipy) and returns its best pairs.
+    """
+    if any(x is not None and is_complex(x) for x in (A, X, B, M)):
+        raise not_yet("lobpcg: A", "a complex Hermitian problem")
+    op = as_operator(A, "lobpcg")
+    res = _lobpcg(op, X, B=B, M=M, Y=Y, tol=tol, maxiter=maxiter, largest=largest, verbosityLevel=verbosityLevel,
+                  retLambdaHistory=retLambdaHistory, retResidualNormsHistory=retResidualNormsHistory,
+                  restartControl=restartControl)
+    out: tuple = (to_backend(res.eigenvalues, op, res.eigenvectors.dtype), res.eigenvectors)
+    if retLambdaHistory:
+        out += (res.lambda_history,)
+    if retResidualNormsHistory:
+        out += (res.residual_norms_history,)
+    return out
+
