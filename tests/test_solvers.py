@@ -305,6 +305,11 @@ def test_zero_right_hand_side_and_exact_x0_need_no_iteration(backend):
     res = specop.minres(backend.asarray(A), backend.asarray(A @ x), x0=backend.asarray(x))
     assert res.converged and res.iterations == 0 and res.matvecs == 1
     np.testing.assert_array_equal(backend.to_numpy(res.x), x)
+    for fn in (specop.cg, specop.minres):  # b = 0 with a nonzero x0: x = 0 at once (a tolerance 0 never met)
+        B = np.stack([np.zeros(5), np.ones(5)], axis=1)
+        res = fn(backend.asarray(A), backend.asarray(B), x0=backend.asarray(np.ones((5, 2))), rtol=1e-12)
+        assert res.converged and res.column_iterations[0] == 0
+        np.testing.assert_allclose(backend.to_numpy(res.x), np.linalg.solve(A, B), atol=1e-12)
 
 
 def test_bad_arguments_name_themselves(backend):

@@ -237,6 +237,10 @@ def solve_block(A: LinearOperator, Aeff: LinearOperator, b: Any, x0: Any, rtol: 
         matvecs = B.shape[1]
     bnorm = backends.to_numpy(colnorms(xp, B)).astype(np.float64)
     tol = np.maximum(rtol * bnorm, atol)
+    zero = (bnorm == 0) & (tol == 0)
+    if x0 is not None and zero.any():  # b = 0 and atol = 0: x = 0 solves it (a tolerance 0 never would)
+        keep = backends.from_numpy((~zero).astype(np.float64)[None, :], xp, A.device, B.dtype)
+        X, R = X * keep, R * keep
     with backends.host_blas_single_thread(xp):
         return drive(Aeff, kernel, B, X, R, tol, maxiter, what, callback, vector, result_dtype(A, b), matvecs)
 
