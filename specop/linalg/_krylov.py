@@ -31,7 +31,7 @@ import numpy as np
 from specop import backends
 from specop.linalg._common import check_finite, column_norms, norm
 
-__all__ = ["RecurrenceView", "three_term", "safe_norm", "normalize", "project_out",
+__all__ = ["RecurrenceView", "three_term", "three_term_unnormalized", "safe_norm", "normalize", "project_out",
            "first_breakdown", "reorth_policy", "NoReorth", "FullReorth", "SelectiveReorth", "HostTridiagonal"]
 
 
@@ -70,6 +70,22 @@ def three_term(xp: Any, w: Any, q: Any, q_prev: Any, b_prev: Any, work: Any = No
         w = w - b_prev * q_prev
     a = xp.sum(w * q, axis=0)
     return w - a * q, a
+
+
+def three_term_unnormalized(xp: Any, w: Any, q: Any, r_prev: Any, c_prev: Any, r: Any, beta: Any,
+                            live: Any) -> tuple[Any, Any]:
+    """The step of :func:`three_term` in Paige & Saunders' preconditioned form (1975), for columns.
+
+    The recurrence keeps unnormalized vectors ``r_k`` with ``z_k = M r_k``, ``beta_k = sqrt(r_k . z_k)``
+    and ``q_k = z_k / beta_k``: ``w = A q_k - c_prev r_{k-1}`` (``c_prev = beta_k / beta_{k-1}``;
+    ``r_prev`` None at the first step), ``alpha_k = q_k . w``, and ``w - (alpha_k / beta_k) r_k``
+    (coefficient 0 in columns not ``live``). Without a preconditioner it is :func:`three_term`
+    scaled by ``beta_k``.
+    """
+    if r_prev is not None:
+        w = w - c_prev * r_prev
+    a = xp.sum(q * w, axis=0)
+    return w - xp.where(live, a / xp.where(live, beta, 1.0), 0.0) * r, a
 
 
 def safe_norm(xp: Any, w: Any, host: bool) -> Any:
