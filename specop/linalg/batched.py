@@ -17,8 +17,9 @@ from typing import Any
 import numpy as np
 
 from specop import backends
-from specop.linalg._common import check_finite, column_norms
-from specop.linalg.lanczos import _first_breakdown
+from specop.linalg._common import check_finite
+from specop.linalg._krylov import RecurrenceView, first_breakdown, normalize, safe_norm, three_term
+from specop.linalg._krylov_util import eps_of
 
 __all__ = ["lanczos_columns"]
 
@@ -30,32 +31,25 @@ def lanczos_columns(A: Any, V: Any, steps: int, rdt: Any, what: str,
     Column ``c`` is named probe ``first + c`` in the error for a NaN/Inf product.
     """
     xp = A.xp
-    n = A.shape[0]
     host = backends.is_host(xp, A.device)
-    V = backends.astype(V, rdt, xp)
-    V = V / column_norms(xp, V, host)
-    V_prev, b_prev = None, None
+    Av = RecurrenceView(A, rdt)
+    Q = backends.astype(V, rdt, xp)
+    Q = Q / safe_norm(xp, Q, host)
+    Q_prev, b_prev = None, None
     alphas, betas = [], []
     for _ in range(steps):
-        W = backends.astype(A.matmat(backends.astype(V, A.dtype, xp)), rdt, xp)
-        if W is V:
-            W = xp.asarray(W, copy=True)
-        if V_prev is not None:
-            W = W - b_prev * V_prev
-        a = xp.sum(W * V, axis=0)
-        W = W - a * V
-        b = column_norms(xp, W, host)
+        W, a = three_term(xp, Av @ Q, Q, Q_prev, b_prev)
+        b = safe_norm(xp, W, host)
         alphas.append(a)
         betas.append(b)
-        V_prev, b_prev = V, b
-        # |W_i| <= b, so W / b is finite for any b > 0; the breakdown test (relative) runs afterwards
-        V = W / xp.where(b > 0, b, xp.ones_like(b))
+        # a column that broke down runs on (its beta guarded); the breakdown test (relative) runs afterwards
+        Q_prev, b_prev, Q = Q, b, normalize(xp, W, b)
     alpha = backends.to_numpy(xp.stack(alphas, axis=1)).astype(np.float64)
     beta = backends.to_numpy(xp.stack(betas, axis=1)).astype(np.float64)
-    eps = float(np.finfo(backends.dtype_name(A.dtype)).eps)
+    eps = eps_of(A.dtype)
     out = []
     for c in range(alpha.shape[0]):
-        stop = _first_breakdown(alpha[c], beta[c], 0, n, eps, 0.0)
+        stop = first_breakdown(alpha[c], beta[c], 0, eps, 0.0)
         end = steps if stop is None else stop + 1
         finite = np.isfinite(alpha[c, :end]) & np.isfinite(beta[c, :end])  # both come from the product at step j
         check_finite(np.where(finite, 0.0, np.nan), f"{what} (probe {first + c}): lanczos", 0)

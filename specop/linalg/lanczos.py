@@ -44,18 +44,25 @@ from specop.linalg._common import (
     REORTH,
     SYMMETRY_MODES,
     check_choice,
-    check_finite,
     check_positive_int,
     check_v0,
-    dot,
     ensure_symmetric,
-    norm,
     prepare,
     start_vector,
 )
 from specop.linalg._common import (
     recurrence_dtype as resolve_rdtype,
 )
+from specop.linalg._krylov import (
+    HostTridiagonal,
+    RecurrenceView,
+    normalize,
+    project_out,
+    reorth_policy,
+    safe_norm,
+    three_term,
+)
+from specop.linalg._krylov_util import dev, eps_of
 
 __all__ = ["lanczos", "LanczosResult", "tridiagonal_eigh", "project_out"]
 
@@ -113,15 +120,6 @@ def tridiagonal_eigh(alpha: np.ndarray, beta: np.ndarray) -> tuple[np.ndarray, n
     return scipy.linalg.eigh_tridiagonal(alpha, np.asarray(beta, dtype=np.float64))
 
 
-def project_out(B: Any, w: Any, rows: int) -> tuple[Any, Any]:
-    """Orthogonalize ``w`` against rows ``0..rows-1`` of ``B`` by CGS2; returns ``(w, h)``."""
-    Q = B[:rows, ...]
-    h = Q @ w
-    w = w - h @ Q
-    h2 = Q @ w
-    return w - h2 @ Q, h + h2
-
-
 def lanczos(A: Any, v0: Any = None, *, steps: int, reorth: str = "full", seed: Any = None,
             recurrence_dtype: str | None = "float64", return_basis: bool = False,
             check_symmetric: bool | str = "auto") -> LanczosResult:
@@ -169,121 +167,29 @@ def lanczos(A: Any, v0: Any = None, *, steps: int, reorth: str = "full", seed: A
     xp, rdt = A.xp, resolve_rdtype(A, recurrence_dtype)
     v0 = check_v0(A, v0, "lanczos")
     extra = ensure_symmetric(A, "lanczos", check_symmetric)
-    v = start_vector(A, v0, seed, rdt, "lanczos")
-    store = reorth != "none" or return_basis
-    kw = {} if A.device is None else {"device": A.device}
-    B = xp.zeros((steps, n), dtype=rdt, **kw) if store else None
-    if store:
-        B = backends.assign(B, 0, v)
+    q = start_vector(A, v0, seed, rdt, "lanczos")
+    eps = eps_of(A.dtype)
+    policy = reorth_policy(reorth, steps, max(eps, eps_of(rdt)))
     host = backends.is_host(xp, A.device)
-    sync_every = 1 if (reorth == "selective" or host) else SYNC_EVERY
-    eps = float(np.finfo(backends.dtype_name(A.dtype)).eps)
-    # orthogonality is lost at the rate of the matvec's rounding: the operator's eps, not the recurrence's
-    omega = _Omega(steps, max(eps, float(np.finfo(backends.dtype_name(rdt)).eps))) if reorth == "selective" else None
+    T = HostTridiagonal(eps, 1 if (policy.needs_host_scalars or host) else SYNC_EVERY, "lanczos")
+    Av = RecurrenceView(A, rdt)
+    B = None
+    if policy.stores_basis or return_basis:
+        B = backends.assign(xp.zeros((steps, n), dtype=rdt, **dev(A)), 0, q)
+    q_prev, b_prev, work = None, None, backends.workspace(q)
 
-    alphas: list[Any] = []
-    betas: list[Any] = []
-    alpha_h = np.empty(0)
-    beta_h = np.empty(0)
-    v_prev: Any = None
-    b_prev: Any = None
-    breakdown, reorths, anorm = False, 0, 0.0
-    force_next = False
-    work = backends.workspace(v)
+    def measure(u: Any) -> Any:
+        return safe_norm(xp, u, host)
+
     for j in range(steps):
-        w = backends.astype(A.matvec(backends.astype(v, A.dtype, xp)), rdt, xp)
-        if w is v:  # an operator may return its input (identity): never update it in place
-            w = xp.asarray(w, copy=True)
-        if v_prev is not None:
-            w = backends.axpy(w, -b_prev, v_prev, work)
-        a = dot(xp, w, v)
-        w = backends.axpy(w, -a, v, work)
-        if (reorth == "full" or force_next) and j + 1 < steps:
-            w, _ = project_out(B, w, j + 1)
-            reorths += 1
-        b = norm(xp, w, host)
-        if omega is not None and j + 1 < steps:
-            # Simon's rule: reorthogonalize q_{j+1} and q_{j+2} once omega passes sqrt(eps)
-            need = omega.step(j, float(a), float(b), alpha_h)
-            if force_next:
-                omega.reset(j)
-                force_next = False
-            elif need:
-                w, _ = project_out(B, w, j + 1)
-                b = norm(xp, w, host)
-                reorths += 1
-                omega.reset(j)
-                force_next = True
-        alphas.append(a)
-        betas.append(b)
-        if (j + 1) % sync_every == 0 or j + 1 == steps:
-            lo = alpha_h.size
-            new_a = backends.to_numpy(xp.stack(alphas[lo:])).astype(np.float64)
-            new_b = backends.to_numpy(xp.stack(betas[lo:])).astype(np.float64)
-            alpha_h, beta_h = np.concatenate([alpha_h, new_a]), np.concatenate([beta_h, new_b])
-            stop = _first_breakdown(alpha_h, beta_h, lo, n, eps, anorm)
-            end = alpha_h.size if stop is None else stop + 1
-            check_finite(np.concatenate([alpha_h[lo:end], beta_h[lo:end]]), "lanczos", lo)
-            anorm = max(anorm, float(np.max(np.abs(alpha_h[:end]) + beta_h[:end])))
-            if stop is not None:
-                alpha_h, beta_h, breakdown = alpha_h[: stop + 1], beta_h[: stop + 1], True
-                break
-        if j + 1 < steps:
-            v_prev, b_prev = v, b
-            v = backends.scale(w, b)
-            if store:
-                B = backends.assign(B, j + 1, v)
-    m = alpha_h.size
+        w, a = three_term(xp, Av @ q, q, q_prev, b_prev, work)  # Golub & Van Loan Alg. 10.1.1
+        w, b = policy(B, w, j, a, measure, final=j + 1 == steps)
+        if T.push(xp, a, b, last=j + 1 == steps) or j + 1 == steps:
+            break
+        q_prev, b_prev, q = q, b, normalize(xp, w, b)
+        if B is not None:
+            B = backends.assign(B, j + 1, q)
+    m = T.alpha.size
     basis = B[:m, ...].T if (return_basis and B is not None) else None
-    return LanczosResult(alpha=alpha_h, beta=beta_h, basis=basis, breakdown=breakdown, steps_done=m,
-                         matvecs=len(alphas) + extra, reorthogonalizations=reorths)
-
-
-def _first_breakdown(alpha: np.ndarray, beta: np.ndarray, lo: int, n: int, eps: float,
-                     anorm: float) -> int | None:
-    """Index of the first ``beta`` at or after ``lo`` that is numerically zero."""
-    scale = np.maximum.accumulate(np.abs(alpha) + beta)
-    scale = np.maximum(scale, anorm)
-    tol = np.sqrt(eps) * scale
-    hits = np.flatnonzero(beta[lo:] <= tol[lo:])
-    if hits.size == 0:
-        return None
-    return lo + int(hits[0])
-
-
-class _Omega:
-    """Simon's omega recurrence: estimates of ``|q_{j+1} . q_k|`` for all ``k <= j``."""
-
-    def __init__(self, m: int, eps: float) -> None:
-        self.eps = eps
-        self.prev = np.zeros(m + 1)  # omega_{j-1, k}
-        self.cur = np.zeros(m + 1)  # omega_{j, k}
-        self.cur[0] = 1.0
-        self.beta = np.zeros(m + 1)
-        self.threshold = np.sqrt(eps)
-
-    def step(self, j: int, a: float, b: float, alpha: np.ndarray) -> bool:
-        """Advance to ``omega_{j+1, .}``; True when reorthogonalization is needed."""
-        al = np.append(alpha[:j], a)
-        be = np.append(self.beta[:j], b)
-        self.beta[j] = b
-        if b == 0.0:
-            return False
-        nxt = np.zeros_like(self.cur)
-        k = np.arange(j)
-        if j > 0:
-            up = be[k] * self.cur[k + 1]
-            mid = (al[k] - al[j]) * self.cur[k]
-            low = np.where(k > 0, be[k - 1] * self.cur[np.maximum(k - 1, 0)], 0.0)
-            prev = be[j - 1] * self.prev[k]
-            noise = self.eps * (be[k] + b) * 0.3
-            raw = up + mid + low - prev
-            nxt[k] = (raw + np.sign(raw) * noise) / b
-        nxt[j] = self.eps * np.sqrt(len(self.cur))
-        nxt[j + 1] = 1.0
-        self.prev, self.cur = self.cur, nxt
-        return bool(np.max(np.abs(nxt[: j + 1])) > self.threshold)
-
-    def reset(self, j: int) -> None:
-        """After reorthogonalizing ``q_{j+1}``: its overlaps are back at rounding level."""
-        self.cur[: j + 1] = self.eps
+    return LanczosResult(alpha=T.alpha, beta=T.beta, basis=basis, breakdown=T.breakdown, steps_done=m,
+                         matvecs=Av.products + extra, reorthogonalizations=policy.count)

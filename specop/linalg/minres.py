@@ -38,9 +38,9 @@ import numpy as np
 
 from specop import backends
 from specop.linalg._common import prepare, recurrence_dtype
+from specop.linalg._krylov import RecurrenceView, three_term_unnormalized
 from specop.linalg._solver_common import (
     SolveResult,
-    apply,
     as_operator,
     cdot,
     check_maxiter,
@@ -60,16 +60,17 @@ class _Minres:
     products = 1
 
     def __init__(self, A: Any, shift: float, M: Any, rdt: Any) -> None:
-        self.A, self.shift, self.M, self.rdt, self.xp = A, shift, M, rdt, A.xp
+        self.shift, self.xp = shift, A.xp
+        self.A, self.M = RecurrenceView(A, rdt), (None if M is None else RecurrenceView(M, rdt))
         self.eps = float(np.finfo(backends.dtype_name(A.dtype)).eps)
         self.lstol = float(np.sqrt(self.eps))
 
     def _op(self, V: Any) -> Any:
-        AV = apply(self.A, V, self.rdt)
+        AV = self.A @ V
         return AV - self.shift * V if self.shift else AV
 
     def _precond(self, R: Any) -> Any:
-        return R if self.M is None else apply(self.M, R, self.rdt)
+        return R if self.M is None else self.M @ R
 
     def start(self, X: Any, R: Any, tol: Any) -> dict[str, Any]:
         xp = self.xp
@@ -91,11 +92,9 @@ class _Minres:
         live = act & (beta > 0)
         V = xp.where(live, 1.0 / xp.where(live, beta, 1.0), 0.0) * s["Y"]
         AV = self._op(V)
-        Y = AV
-        if not s["first"]:
-            Y = Y - xp.where(live, beta / xp.where(oldb > 0, oldb, 1.0), 0.0) * s["R1"]
-        alfa = cdot(xp, V, Y)
-        Y = Y - xp.where(live, alfa / xp.where(live, beta, 1.0), 0.0) * s["R2"]
+        # the Lanczos step on A - shift I, preconditioned (Paige & Saunders 1975)
+        c_prev = xp.where(live, beta / xp.where(oldb > 0, oldb, 1.0), 0.0)
+        Y, alfa = three_term_unnormalized(xp, AV, V, None if s["first"] else s["R1"], c_prev, s["R2"], beta, live)
         R1, R2 = s["R2"], Y
         Yp = self._precond(R2)
         b2 = cdot(xp, R2, Yp)

@@ -25,21 +25,9 @@ Convergence is checked after every step (Ritz values of the small projected
 matrix), not only at restarts, so no matvec is wasted once the wanted pairs have
 converged.
 
-A pair ``(theta, y)`` is converged when its residual ``rho = ||A y - theta y||``
-satisfies ``rho <= max(tol |theta|, 100 eps ||A||)``, with ``||A||`` estimated from below
-by the largest Ritz value magnitude seen. ``rho`` is the true residual up to rounding:
-``|beta_m s_m|`` (the Krylov residual) combined with the part along the locked vectors,
-``L^T A y``, which the reorthogonalization coefficients give for free. A locked pair's own
-residual stays in every later residual, so early locking (before all wanted pairs have
-converged) is limited to what the strictest wanted tolerance can absorb (see
-``_affordable``); but no acceptance floor is raised by it: every reported pair meets
-``tol`` with its true residual, or the result says ``converged=False``. A result with
-fewer than ``k`` pairs (an invariant Krylov space that holds fewer) is never converged:
-the run continues from a fresh vector orthogonal to the space found.
-
-Restarts keep ``KEEP`` of the free basis room beyond the wanted pairs, at most half of it in
-a small basis (``ncv = 2k + 1``), so that each restart adds at least half the free room (as
-ARPACK's implicit restart adds ``np / 2``).
+Which Ritz pairs count as converged (every reported pair meets ``tol`` with its true residual,
+or the result says ``converged=False``), which of them may be locked early, and how many Ritz
+vectors a restart keeps are the rules of ``specop.linalg._locking``.
 """
 
 from __future__ import annotations
@@ -62,25 +50,21 @@ from specop.linalg._common import (
     check_positive_int,
     check_v0,
     ensure_symmetric,
-    host_hypot,
     host_norms,
-    norm,
     prepare,
     recurrence_dtype,
     rounding_asymmetry,
     start_vector,
     symmetry_refusal,
 )
-from specop.linalg._which import kept, settled, wanted
-from specop.linalg.lanczos import project_out
+from specop.linalg._krylov import RecurrenceView, project_out, safe_norm
+from specop.linalg._krylov_util import dev
+from specop.linalg._locking import Acceptance, extra_kept
+from specop.linalg._which import kept, wanted
 
 __all__ = ["eigsh", "EigshResult"]
 
 WHICH = ("LA", "SA", "LM", "BE")
-#: Fraction of the free basis room kept at a restart beyond the wanted pairs (Wu & Simon keep about half).
-KEEP = 0.6
-#: Below this many free places a restart keeps at most half of them (see ``_extra_kept``).
-SMALL_ROOM = 12
 
 
 @dataclass(frozen=True)
@@ -237,18 +221,23 @@ def eigsh(A: Any, k: int = 6, *, which: str = "LA", tol: float = 1e-8, maxiter: 
     return dataclasses.replace(res, matvecs=res.matvecs + extra) if extra else res
 
 
-def _extra_kept(free: int) -> int:
-    """Ritz vectors kept at a restart beyond the wanted ones, out of ``free`` places in the basis.
+@dataclass(frozen=True)
+class _Ritz:
+    """Where :meth:`_ThickRestart._expand` stopped: Ritz pairs of the active basis and the stop tests."""
 
-    ``KEEP`` of them (measured best on the benchmark spectra with the default basis), but at
-    most half when the room is small (``free < SMALL_ROOM``, e.g. ``ncv = 2k + 1``): every restart
-    then adds at least half the free room as new Krylov vectors, like ARPACK's ``np / 2``, instead
-    of 2-3 steps per restart that exhaust ``maxiter``.
-    """
-    return free // 2 if free < SMALL_ROOM else int(free * KEEP)
+    theta: np.ndarray  # Ritz values (ascending) of T[:size, :size]
+    S: np.ndarray  # its eigenvectors
+    rho: np.ndarray  # their residual norms (the part along the locked rows included)
+    size: int  # active basis size
+    w: Any  # the residual direction A q_m - Q h (device) and its norm beta
+    beta: float
+    invariant: bool  # beta at rounding level: the Krylov space is invariant
+    lock: np.ndarray  # active indices to lock now
+    finished: bool
+    all_conv: bool  # every wanted pair converged
 
 
-class _ThickRestart:
+class _ThickRestart(Acceptance):
     """State of one thick-restart run: locked rows ``B[:p]``, active rows after them."""
 
     def __init__(self, A: Any, n: int, k: int, which: str, tol: float, maxiter: int, ncv: int,
@@ -259,39 +248,16 @@ class _ThickRestart:
         self.host = backends.is_host(A.xp, A.device)
         self.eps = float(np.finfo(backends.dtype_name(A.dtype)).eps)
         self.tol = tol if tol > 0 else self.eps
-        kw = {} if A.device is None else {"device": A.device}
-        self.B = self.xp.zeros((min(n, k + ncv) + 1, n), dtype=self.rdt, **kw)
+        self.B = self.xp.zeros((min(n, k + ncv) + 1, n), dtype=self.rdt, **dev(A))
         self.p = 0
         self.locked_vals: list[float] = []
         self.locked_res: list[float] = []
         self.C = np.zeros((0, ncv))  # coupling L^T A Q of the locked rows L to the active rows Q
-        self.matvecs, self.anorm, self.tnorm, self.fresh, self.restarts = 0, 0.0, 0.0, 0, 0
+        self.Av = RecurrenceView(A, self.rdt)  # A in float64: w = Av @ q
+        self.anorm, self.tnorm, self.fresh, self.restarts = 0.0, 0.0, 0, 0
         self.verified = False
         self.check_restarts = 0  # restarts of the verification run (a budget of maxiter of its own)
         self.ends_settled = (True, True)  # the verification's ends (top, bottom) at the last check
-
-    # ------------------------------------------------------------- helpers
-    def _invariance(self) -> float:
-        """``beta`` below this ends the Krylov space: an invariant subspace to working precision.
-
-        Rounding leaves ``beta`` of about ``sqrt(n) eps ||A||``; a larger threshold would
-        end the space early and report residuals it does not have (a noise-level ``beta``
-        that passes it only adds a fresh direction, harmless under full reorthogonalization).
-        """
-        return 10 * math.sqrt(self.n) * self.eps * self.tnorm
-
-    def _floor(self, invariant: bool = False) -> float:
-        """Smallest residual that can be resolved: rounding (``100 eps ||A||``), and in an invariant
-        subspace its ``beta`` (rounding too). Nothing else: every accepted pair meets ``tol`` with its
-        true residual, the part along the locked vectors included (see ``_affordable``)."""
-        return max(100 * self.eps * self.anorm, self._invariance() if invariant else 0.0)
-
-    def _locked_residual(self) -> float:
-        """``||R_L||_F``: the locked pairs' residuals together."""
-        return host_hypot(self.locked_res)
-
-    def _converged(self, theta: np.ndarray, rho: np.ndarray, invariant: bool = False) -> np.ndarray:
-        return rho <= np.maximum(self.tol * np.abs(theta), self._floor(invariant))
 
     def _fresh_vector(self, rows: int) -> Any:
         """A seeded random unit vector orthogonal to ``B[:rows]`` (deflation restart)."""
@@ -299,67 +265,25 @@ class _ThickRestart:
         v = start_vector(self.A, None, self.seed, self.rdt, "eigsh", index=self.fresh)
         if rows:
             v, _ = project_out(self.B, v, rows)
-        return v / norm(self.xp, v, self.host)
-
-    def _affordable(self, conv: np.ndarray, rho: np.ndarray, want_vals: np.ndarray) -> np.ndarray:
-        """The converged pairs that may be locked while other wanted pairs have not converged.
-
-        A locked pair's residual ``r_u`` stays in every later residual: a later Ritz
-        vector ``y`` (orthogonal to the locked ones) has ``||A y - theta y||^2 =
-        rho_active^2 + ||L^T A y||^2`` with ``L^T A y = R_L^T y`` (tracked in ``C`` and
-        included in ``rho``). So early locking is limited to a total locked residual of
-        half the strictest wanted tolerance, the smallest residual first; the other
-        converged pairs stay active, keep improving, and are locked when all have converged.
-        """
-        if not conv.size:
-            return conv
-        cap = max(0.5 * self.tol * float(np.abs(want_vals).min()), 100 * self.eps * self.anorm)
-        order = conv[np.argsort(rho[conv], kind="stable")]
-        lo, hi = 1e-150, 1e150  # cap^2 is a normal number: the plain sums of squares are exact
-        if lo < cap < hi:
-            budget = cap * cap - self._locked_residual() ** 2
-            return order[np.cumsum(np.square(rho[order])) <= budget]
-        if cap == 0.0:  # the zero operator: only exact pairs
-            return order[rho[order] == 0.0]
-        # in units of cap, so that the squares neither overflow nor underflow at any scale of A
-        budget = 1.0 - (self._locked_residual() / cap) ** 2
-        return order[np.cumsum(np.square(rho[order] / cap)) <= budget]
-
-    def _status(self, theta: np.ndarray, rho: np.ndarray, verifying: bool,
-                invariant: bool) -> tuple[np.ndarray, bool, bool]:
-        """Active indices to lock now, whether the run is finished, whether every wanted pair converged."""
-        self.ends_settled = (True, True)
-        locked = np.asarray(self.locked_vals)
-        allv = np.concatenate([locked, theta])
-        want = wanted(allv, self.k, self.which)
-        act = want[want >= locked.size] - locked.size
-        conv = act[self._converged(theta[act], rho[act], invariant)]
-        if conv.size < act.size or allv.size < self.k:  # fewer than k pairs (an invariant space) is never done
-            return self._affordable(conv, rho, allv[want]), False, False
-        if not (self.verify and verifying):
-            return conv, not self.verify, True
-        if conv.size:  # a missed copy: lock it and check again with a fresh vector
-            return conv, False, True
-        if theta.size < min(5, self.ncv, self.n - self.p) and not invariant:  # too few steps to judge
-            return conv, False, True
-        final = allv[want]
-        margin = max(self.tol * np.abs(final).max(), self._floor(invariant))
-        self.ends_settled = settled(theta, rho, final, self.which, margin)
-        return conv, all(self.ends_settled), True
+        return v / safe_norm(self.xp, v, self.host)
 
     # ----------------------------------------------------------------- run
-    def _expand(self, q: Any, T: np.ndarray, l: int, verifying: bool) -> tuple:
+    @property
+    def matvecs(self) -> int:
+        return self.Av.products
+
+    def _expand(self, q: Any, T: np.ndarray, l: int, verifying: bool) -> _Ritz:
         """Lanczos steps from active row ``l`` until a stop test fires; returns the Ritz data."""
-        xp, A, p = self.xp, self.A, self.p
+        p = self.p
         m = min(self.ncv, self.n - p)
         self.B = backends.assign(self.B, p + l, q)
         for j in range(l, m):
-            w = backends.astype(A.matvec(backends.astype(q, A.dtype, xp)), self.rdt, xp)
-            self.matvecs += 1
-            w, h = project_out(self.B, w, p + j + 1)
+            # Krylov-Schur step: w = A q_j orthogonalized against every row (locked and active) by CGS2;
+            # the coefficients are column j of the projected matrix (and of the coupling C to locked rows)
+            w, h = project_out(self.B, self.Av @ q, p + j + 1)
             hfull = backends.to_numpy(h).astype(np.float64)
             hh, self.C[:, j] = hfull[p:], hfull[:p]
-            beta = float(norm(xp, w, self.host))
+            beta = float(safe_norm(self.xp, w, self.host))
             if not (math.isfinite(beta) and np.isfinite(hfull).all()):
                 check_finite(np.append(hfull, beta), "eigsh", self.matvecs - 1)
             T[: j + 1, j] = hh
@@ -371,7 +295,7 @@ class _ThickRestart:
                 theta, S = np.linalg.eigh(T[:size, :size])
                 self.anorm = max(self.anorm, float(np.abs(theta).max()))  # a lower bound of ||A||_2
                 rho = beta * np.abs(S[size - 1])
-                if p:  # the part of A y - theta y along the locked vectors (see _affordable)
+                if p:  # the part of A y - theta y along the locked vectors (see Acceptance._affordable)
                     rho = np.hypot(rho, host_norms(self.C[:, :size] @ S))
                 lock, finished, all_conv = self._status(theta, rho, verifying, invariant)
                 if invariant or finished or size == m:
@@ -380,14 +304,15 @@ class _ThickRestart:
                     break
             q = w / beta
             self.B = backends.assign(self.B, p + j + 1, q)
-        return theta, S, rho, size, w, beta, invariant, lock, finished, all_conv
+        return _Ritz(theta, S, rho, size, w, beta, invariant, lock, finished, all_conv)
 
     def run(self, v0: Any, vectors: bool) -> EigshResult:
         q = start_vector(self.A, v0, self.seed, self.rdt, "eigsh")
         T = np.zeros((self.ncv, self.ncv))
         l, verifying = 0, False
         while True:
-            theta, S, rho, size, w, beta, invariant, lock, finished, all_conv = self._expand(q, T, l, verifying)
+            r = self._expand(q, T, l, verifying)
+            theta, S, rho, size, lock, finished, all_conv = r.theta, r.S, r.rho, r.size, r.lock, r.finished, r.all_conv
             p = self.p
             Q = self.B[p: p + size, ...]
             Y = self._rows(S[:, lock], Q) if lock.size else None
@@ -408,7 +333,7 @@ class _ThickRestart:
             pool = np.setdiff1d(np.arange(size), lock)
             k_rem = max(self.k - len(self.locked_vals) - lock.size, 1)
             room = min(self.ncv, self.n - p - lock.size) - 1
-            n_keep = max(min(k_rem + _extra_kept(room - k_rem), room, pool.size), 0)
+            n_keep = max(min(k_rem + extra_kept(room - k_rem), room, pool.size), 0)
             if verifying and self.which in ("LM", "BE") and n_keep < 2 <= min(room, pool.size):
                 n_keep = 2  # the check settles both ends: keep a Ritz vector of each (ncv = 3)
             if all_conv and (not verifying or lock.size):  # all wanted locked: look for missed copies
@@ -428,15 +353,12 @@ class _ThickRestart:
                 self.B = backends.assign(self.B, (slice(self.p, self.p + l), Ellipsis), K)
             T = np.zeros((self.ncv, self.ncv))
             T[np.arange(l), np.arange(l)] = theta[keep]
-            q = self._fresh_vector(self.p + l) if (invariant or l == 0) else w / beta
+            q = self._fresh_vector(self.p + l) if (r.invariant or l == 0) else r.w / r.beta
         return self._result(vectors, True)
 
     def _rows(self, coeffs: np.ndarray, Q: Any) -> Any:
         """``coeffs.T @ Q`` on the device: Ritz vectors as rows."""
-        return self.xp.asarray(np.ascontiguousarray(coeffs.T), dtype=self.rdt, **self._dev()) @ Q
-
-    def _dev(self) -> dict:
-        return {} if self.A.device is None else {"device": self.A.device}
+        return self.xp.asarray(np.ascontiguousarray(coeffs.T), dtype=self.rdt, **dev(self.A)) @ Q
 
     def _lock(self, Y: Any, vals: np.ndarray, res: np.ndarray) -> None:
         if Y is None:
@@ -444,7 +366,7 @@ class _ThickRestart:
         c = int(vals.size)
         need = min(self.n, self.p + c + self.ncv) + 1
         if need > self.B.shape[0]:  # grow (verification may lock extra copies)
-            extra = self.xp.zeros((need - self.B.shape[0], self.n), dtype=self.rdt, **self._dev())
+            extra = self.xp.zeros((need - self.B.shape[0], self.n), dtype=self.rdt, **dev(self.A))
             self.B = self.xp.concat([self.B, extra], axis=0)
         self.B = backends.assign(self.B, (slice(self.p, self.p + c), Ellipsis), Y)
         self.p += c
@@ -472,6 +394,6 @@ class _ThickRestart:
             converged = False
         vecs = None
         if vectors:
-            sel = self.xp.asarray(idx, **self._dev())
+            sel = self.xp.asarray(idx, **dev(self.A))
             vecs = self.xp.astype(self.xp.take(rows, sel, axis=0).T, self.A.dtype)
         return EigshResult(vals[idx], vecs, res[idx], self.matvecs, converged, self.restarts, self.verified)
