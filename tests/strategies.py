@@ -168,7 +168,8 @@ class _NanAfter(specop.LinearOperator):
     """``A`` until product call ``calls`` (0-based), then NaN; symmetric by construction unless told.
 
     A symmetric one spends none of its calls on a symmetry test; a rectangular or non-symmetric one has
-    ``A.T``'s exact adjoint product, never poisoned and not counted (only forward products count).
+    ``A.T``'s exact adjoint product, never poisoned and not counted (a symmetric one's adjoint
+    products are its products: counted and poisoned).
     """
 
     def __init__(self, op: specop.DenseOperator, calls: int, symmetric: bool) -> None:
@@ -183,7 +184,7 @@ class _NanAfter(specop.LinearOperator):
         return self._poison(self.op.matmat(V))
 
     def _rmatmat(self, V: Any) -> Any:
-        return self.op.rmatmat(V)
+        return self._matmat(V) if self.is_symmetric else self.op.rmatmat(V)
 
     def _matvec(self, v: Any) -> Any:
         return self._matmat(v[:, None])[:, 0]
