@@ -175,7 +175,7 @@ def eigsh(A: Any, k: int = 6, *, which: str = "LA", tol: float = 1e-8, maxiter: 
         operators, their sums, scalings and shifts: no products) and tests a mere claim
         (``FunctionOperator(symmetric=True)``, a scipy operator) with two products;
         ``True`` tests every operator; ``False`` uses the operator as is.
-        The dense path checks the whole matrix instead (no products beyond its ``n``).
+        The dense path checks the whole matrix of a claim instead (no products beyond its ``n``).
 
     Returns
     -------
