@@ -17,20 +17,15 @@ from typing import Any
 
 import numpy as np
 from hypothesis import strategies as st
-from strategies import orthogonal
+from strategies import DrawnCase, orthogonal
 from test_operators_strategies import sizes
-
-import specop
 
 RECT_STRUCTURES = ("random", "spread", "repeated", "rank_deficient", "ill_conditioned", "clustered")
 
 
 @dataclass(frozen=True)
-class RectCase:
-    A: np.ndarray
-    dtype: str
-    seed: int
-    structure: str
+class RectCase(DrawnCase):
+    """A drawn rectangular matrix with a known SVD."""
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -46,15 +41,6 @@ class RectCase:
         s = self.singular_values
         return max(float(s[0]) if s.size else 0.0, np.finfo(np.float64).tiny)
 
-    @property
-    def eps(self) -> float:
-        return float(np.finfo(self.dtype).eps)
-
-    def rng(self, salt: int = 0) -> np.random.Generator:
-        return np.random.default_rng([self.seed, salt])
-
-    def operator(self, backend: Any) -> specop.DenseOperator:
-        return specop.DenseOperator(backend.asarray(self.A, self.dtype))
 
 
 def singular_spectrum(rng: np.random.Generator, r: int, structure: str) -> np.ndarray:

@@ -35,13 +35,31 @@ DTYPES = ("float64", "float32")
 
 
 @dataclass(frozen=True)
-class SymCase:
-    """A drawn symmetric matrix and what is known about it."""
+class DrawnCase:
+    """A drawn host float64 matrix rounded to ``dtype``, with the seed of its draws and its structure."""
 
     A: np.ndarray
     dtype: str
     seed: int
     structure: str
+
+    @property
+    def eps(self) -> float:
+        return float(np.finfo(self.dtype).eps)
+
+    def rng(self, salt: int = 0) -> np.random.Generator:
+        """A generator for further draws (vectors) tied to this example."""
+        return np.random.default_rng([self.seed, salt])
+
+    def operator(self, backend: Any) -> specop.DenseOperator:
+        """The matrix as a dense operator on ``backend`` in the case's dtype."""
+        return specop.DenseOperator(backend.asarray(self.A, self.dtype))
+
+
+@dataclass(frozen=True)
+class SymCase(DrawnCase):
+    """A drawn symmetric matrix and what is known about it."""
+
     #: the generating spectrum (exact values before forming ``Q diag(d) Q^T`` and rounding)
     spectrum: np.ndarray = field(repr=False)
 
@@ -65,17 +83,6 @@ class SymCase:
         """Number of distinct values of the generating spectrum."""
         return int(np.unique(self.spectrum).size)
 
-    @property
-    def eps(self) -> float:
-        return float(np.finfo(self.dtype).eps)
-
-    def rng(self, salt: int = 0) -> np.random.Generator:
-        """A generator for further draws (vectors) tied to this example."""
-        return np.random.default_rng([self.seed, salt])
-
-    def operator(self, backend: Any) -> specop.DenseOperator:
-        """The matrix as a dense operator on ``backend`` in the case's dtype."""
-        return specop.DenseOperator(backend.asarray(self.A, self.dtype))
 
 
 def orthogonal(rng: np.random.Generator, n: int) -> np.ndarray:
