@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_operators_strategies import JAX_SIZES, _size_pool, sizes  # one size pool for all strategies
@@ -169,6 +170,21 @@ def run(backend: Any, prop: Callable[..., None], *strategies: st.SearchStrategy[
         given(*strategies)(settings(settings.default, max_examples=n)(prop))()
     finally:
         _size_pool[0] = None
+
+
+def interrupted_then_resumed(A: Any, path: Any, after: int, **kw: Any) -> tuple[Any, Any]:
+    """``spectral_density(A, **kw)`` interrupted once ``after`` probes are done, resumed from ``path``.
+
+    Returns ``(resumed, fresh)``: the resumed result and that of an uninterrupted run without
+    a checkpoint, for the caller to compare.
+    """
+    def stop(done: int, total: int) -> None:
+        if done == after:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        specop.spectral_density(A, checkpoint=path, progress=stop, **kw)
+    return specop.spectral_density(A, checkpoint=path, **kw), specop.spectral_density(A, **kw)
 
 
 class _NanAfter(specop.LinearOperator):

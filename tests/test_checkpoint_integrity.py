@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from strategies import interrupted_then_resumed
 
 import specop
 from specop.linalg.checkpoint import IDENTITY
@@ -155,15 +156,7 @@ def test_resumed_deflated_run_is_bit_identical(backend, tmp_path, dtype, reorth)
     A = backend.asarray(((M + M.T) / np.sqrt(2 * n) + np.diag(np.r_[np.zeros(n - k), 3.0 + np.arange(k)])), dtype)
     kw = {"num_probes": 6, "steps": 12, "seed": 4, "deflate": k, "block": 3, "reorth": reorth}
     path = tmp_path / "ck.npz"
-
-    def stop(done: int, total: int) -> None:
-        if done == 3:
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        specop.spectral_density(A, checkpoint=path, progress=stop, **kw)
-    resumed = specop.spectral_density(A, checkpoint=path, **kw)
-    fresh = specop.spectral_density(A, **kw)
+    resumed, fresh = interrupted_then_resumed(A, path, 3, **kw)
     assert np.array_equal(resumed.deflated, fresh.deflated)
     assert _same(resumed, fresh), np.max(np.abs(resumed.nodes - fresh.nodes))
 

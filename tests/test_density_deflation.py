@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from hypothesis import strategies as st
-from strategies import run
+from strategies import interrupted_then_resumed, run
 
 import specop
 import specop.random
@@ -79,14 +79,7 @@ def test_deflated_run_resumes_from_a_checkpoint_to_the_identical_result(backend,
     path = tmp_path / "ck.npz"
     kw = {"num_probes": 6, "steps": 9, "seed": 4, "deflate": 2, "block": 3}
 
-    def stop(done: int, total: int) -> None:
-        if done == 3:
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        specop.spectral_density(A, checkpoint=path, progress=stop, **kw)
-    resumed = specop.spectral_density(A, checkpoint=path, **kw)
-    fresh = specop.spectral_density(A, **kw)
+    resumed, fresh = interrupted_then_resumed(A, path, 3, **kw)
     assert resumed.matvecs == fresh.matvecs
     assert np.array_equal(resumed.deflated, fresh.deflated)
     assert np.array_equal(resumed.nodes, fresh.nodes) and np.array_equal(resumed.weights, fresh.weights)
