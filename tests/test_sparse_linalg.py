@@ -583,7 +583,7 @@ def test_docs_page_code_runs():
 
     text = (Path(__file__).resolve().parent.parent / "docs" / "howto" / "scipy_dropin.md").read_text()
     blocks = [part.split("```", 1)[0] for part in text.split("```python\n")[1:]]
-    assert len(blocks) == 2
+    assert len(blocks) == 3
     namespace: dict = {}
     for block in blocks:
         exec(compile(block, "scipy_dropin.md", "exec"), namespace)  # the page's own code
