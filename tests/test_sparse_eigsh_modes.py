@@ -231,3 +231,110 @@ def test_generalized_and_interior_pairs_match_dense_eigh(backend):
     if backend.name == "jax":
         pytest.skip(JAX_LIGHT)
     run(backend, prop, _pencils(), max_examples=40)
+
+
+# ----------------------------------------------------------------------------- complex Hermitian
+def _arpack_hermitian() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """test_arpack's SymmetricParams 'Ac', 'M' and 'Mc' (complex Hermitian positive definite, N = 6)."""
+    rng = np.random.RandomState(2300)
+    _, m = rng.random((6, 6)), rng.random((6, 6))
+    m = (m @ m.T).astype("f").astype("d")
+    ac = rng.random((6, 6)) + 1j * rng.random((6, 6))
+    ac = (ac.conj() @ ac.T).astype("F").astype("D")
+    mc = rng.random((6, 6)) + 1j * rng.random((6, 6))
+    mc = (mc.conj() @ mc.T).astype("F").astype("D")
+    return ac, m, mc
+
+
+def _complex_kind(backend, x: np.ndarray, kind: str, typ: str):
+    dt = {"F": "complex64", "D": "complex128"}[typ] if x.dtype.kind == "c" else {"F": "float32", "D": "float64"}[typ]
+    x = x.astype(dt)
+    if kind == "array":
+        return backend.asarray(x, dt)
+    return scipy.sparse.csr_array(x) if kind == "csr" else spla.aslinearoperator(x)
+
+
+@pytest.mark.parametrize("case", ["std-hermitian", "gen-hermitian", "gen-hermitian-Mc"])
+@pytest.mark.parametrize("typ", ["F", "D"])
+@pytest.mark.parametrize("sigma", [None, 0.5])
+def test_hermitian_modes_as_test_arpack(backend, case, typ, sigma):
+    """test_hermitian_modes: k = 2, which LM/SM/LA/SA, sigma None / 0.5: real eigenvalues, complex vectors."""
+    if backend.name == "jax" and typ == "F":
+        pytest.skip(JAX_LIGHT + " (one dtype)")
+    ac, m, mc = _arpack_hermitian()
+    b = {"std-hermitian": None, "gen-hermitian": m, "gen-hermitian-Mc": mc}[case]
+    exact = scipy.linalg.eigh(ac, b, eigvals_only=True)
+    _, rtol = _tolerance(typ.lower(), False)
+    if case == "gen-hermitian-Mc":  # _get_test_tolerance: 'missing cases ... from PR 14798'
+        rtol *= 5 if typ == "F" else 10
+    kinds = ["array"] + (["csr"] + ([] if b is not None else ["scipy-operator"]) if backend.name == "numpy" else [])
+    for kind in kinds:
+        tol, _ = _tolerance(typ.lower(), kind == "scipy-operator")
+        for which in ("LM", "SM", "LA", "SA"):
+            A = _complex_kind(backend, ac, kind, typ)
+            M = None if b is None else _complex_kind(backend, b, kind, typ)
+            w, v = ssl.eigsh(A, 2, M, sigma=sigma, which=which, tol=tol, rng=np.random.default_rng(1749531706842957))
+            msg = f"{kind} {which} sigma={sigma}"
+            wh, vh = backend.to_numpy(w), backend.to_numpy(v)
+            assert wh.dtype == {"F": np.float32, "D": np.float64}[typ] and vh.dtype.kind == "c", msg
+            wh, vh = wh.astype(np.float64), vh.astype(np.complex128)
+            np.testing.assert_allclose(wh, _wanted(exact, 2, which, sigma), rtol=rtol, atol=rtol, err_msg=msg)
+            rhs = ((b @ vh) if b is not None else vh) * wh
+            np.testing.assert_allclose(ac @ vh, rhs, rtol=rtol, atol=rtol, err_msg=msg)
+
+
+def test_hermitian_krylov_path_matches_dense_eigh(backend):
+    """A complex Hermitian 40 x 40 on the thick-restart path (real embedding of size 80), which LM and SA,
+    and sigma inside the spectrum: numpy.linalg.eigh's eigenvalues, H-orthonormal complex vectors."""
+    if backend.name == "jax":
+        pytest.skip(JAX_LIGHT)
+    rng = np.random.default_rng(11)
+    g = rng.standard_normal((40, 40)) + 1j * rng.standard_normal((40, 40))
+    h = (g + g.conj().T) / 2
+    exact = np.linalg.eigvalsh(h)
+    for kw in (dict(which="LM"), dict(which="SA"), dict(sigma=0.2)):
+        w, v = ssl.eigsh(backend.asarray(h), 3, ncv=10, **kw)
+        wh, vh = backend.to_numpy(w), backend.to_numpy(v)
+        np.testing.assert_allclose(wh, _wanted(exact, 3, kw.get("which", "LM"), kw.get("sigma")), rtol=1e-10)
+        np.testing.assert_allclose(h @ vh, vh * wh, atol=1e-10)
+        np.testing.assert_allclose(vh.conj().T @ vh, np.eye(3), atol=1e-10)
+        if backend.name == "numpy":
+            np.testing.assert_allclose(wh, np.sort(spla.eigsh(h, 3, ncv=10, **kw)[0]), rtol=1e-10)
+
+
+def test_hermitian_refusals_as_scipy():
+    ac, _, _ = _arpack_hermitian()
+    for f in (ssl.eigsh, spla.eigsh):
+        with pytest.raises(ValueError, match="which='BE' cannot be used with complex matrix A"):
+            f(ac, 2, which="BE")
+    with pytest.raises(ValueError, match="not symmetric"):  # a complex matrix that is not Hermitian
+        ssl.eigsh(ac + 1j * np.triu(np.ones((6, 6))), 2)
+
+
+@st.composite
+def _hermitian(draw):
+    n = draw(st.integers(3, 12))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    g = rng.standard_normal((n, n)) + 1j * rng.standard_normal((n, n))
+    h = (g + g.conj().T) / 2
+    w = np.linalg.eigvalsh(h)
+    sigma = draw(st.sampled_from([None, float(0.6 * w[n // 2] + 0.4 * w[n // 2 - 1])]))
+    return h, draw(st.integers(1, n - 1)), sigma, draw(st.sampled_from(["LM", "SM", "LA", "SA"]))
+
+
+def test_complex_hermitian_pairs_match_dense_eigh(backend):
+    """Hypothesis: any complex Hermitian matrix, k, which, sigma None or interior: numpy.linalg.eigh's values."""
+    if backend.name == "jax":
+        pytest.skip(JAX_LIGHT)
+
+    def prop(case):
+        h, k, sigma, which = case
+        exact = np.linalg.eigvalsh(h)
+        w, v = ssl.eigsh(backend.asarray(h), k, sigma=sigma, which=which)
+        wh, vh = backend.to_numpy(w), backend.to_numpy(v)
+        scale = max(np.abs(exact).max(), 1.0)
+        np.testing.assert_allclose(wh, _wanted(exact, k, which, sigma), rtol=1e-8, atol=1e-8 * scale)
+        np.testing.assert_allclose(h @ vh - vh * wh, 0.0, atol=1e-8 * scale)
+        np.testing.assert_allclose(vh.conj().T @ vh, np.eye(k), atol=1e-8)
+
+    run(backend, prop, _hermitian(), max_examples=30)

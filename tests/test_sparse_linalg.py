@@ -251,15 +251,6 @@ def test_eigsh_refuses_what_is_planned():
     assert w.shape == (2,)
 
 
-def test_eigsh_refuses_complex_hermitian(backend):
-    a = _arpack_std_symmetric() + 1j * np.triu(np.ones((6, 6)), 1)
-    a = a + a.conj().T
-    with pytest.raises(NotImplementedError, match="complex"):
-        ssl.eigsh(a, 2)
-    with pytest.raises(NotImplementedError, match="complex"):
-        ssl.eigsh(spla.aslinearoperator(a), 2)
-
-
 def test_eigsh_refuses_an_asymmetric_matrix():
     """scipy's ARPACK silently returns numbers for a non-symmetric matrix; specop refuses it."""
     a = np.triu(np.ones((8, 8)))

@@ -36,6 +36,7 @@ from specop.sparse.linalg._convert import (
     to_backend,
     vector,
 )
+from specop.sparse.linalg._hermitian import hermitian_eigsh
 from specop.sparse.linalg._shift_invert import INNER_FLOOR, back_transform, plan
 
 __all__ = ["eigsh", "svds", "lobpcg", "ArpackError", "ArpackNoConvergence"]
@@ -123,6 +124,15 @@ def eigsh(A: Any, k: int = 6, M: Any = None, sigma: Any = None, which: str = "LM
         raise ValueError("Minv should not be specified when sigma is specified.")
     if sigma is not None and mode not in ("normal", "buckling", "cayley"):
         raise ValueError(f"unrecognized mode '{mode}'")
+    if any(X is not None and is_complex(X) for X in (A, M, OPinv)):
+        if which not in ("LM", "SM", "LA", "SA"):  # scipy runs complex Hermitian problems through eigs
+            raise ValueError(f"which='{which}' cannot be used with complex matrix A")
+        if k <= 0:
+            raise ValueError("k must be greater than 0.")
+        if ncv is not None and ncv <= k:
+            raise ValueError(f"ncv must be k<ncv<=n, ncv={ncv}")
+        return hermitian_eigsh(eigsh, ArpackNoConvergence, A, int(k), M, sigma, which, v0, ncv, maxiter, tol,
+                               return_eigenvectors, OPinv, mode, rng)
     op = as_operator(A, "eigsh")
     if op.shape[0] != op.shape[1]:
         raise ValueError(f"expected square matrix (shape={op.shape})")
@@ -197,9 +207,10 @@ def _transformed(A: Any, op: _Base, k: int, M: Any, sigma: Any, which: str, v0: 
     ``tol / 10``, and ``tol`` is raised to ``INNER_FLOOR eps`` at least (1000 eps: an inner solve
     cannot reach the ``10 eps`` that ``tol = eps`` would ask of it). Whatever the inner solve did,
     each returned pair must then pass the check against the original problem,
-    ``||A x - lambda M x|| <= 10 max(tol, 100 eps) (||A|| + max(|lambda|, |sigma|) ||M||) g ||x||``
-    (``||A||``, ``||M||`` from below by a short Lanczos run): ARPACK's acceptance implies
-    ``||A x - lambda M x|| <= tol ||A - sigma M|| g ||x||``, since ``S (OP x - nu x)`` is
+    ``||A x - lambda M x|| <= 10 t (||A|| + max(|lambda|, |sigma|) ||M||) g ||x||`` with
+    ``t = max(tol, 100 eps, 100 eps_OP ||OP|| / |nu|)`` (``||A||``, ``||M||``, ``||OP||`` from below by
+    short Lanczos runs): eigsh's acceptance on OP, ``||OP y - nu y|| <= max(tol |nu|, 100 eps_OP ||OP||)``,
+    implies ``||A x - lambda M x|| <= t ||A - sigma M|| g ||x||``, since ``S (OP x - nu x)`` is
     ``A x - lambda M x`` times ``-1/nu`` (normal: ``g = 1``) or ``1 - nu`` (buckling, cayley:
     ``g = |nu / (1 - nu)|``, which is ``|lambda / sigma|`` and ``|lambda + sigma| / (2 |sigma|)``, at least 1);
     the factor 10 allows for the norm estimates and the rounding of the back transformation. A pair that fails
@@ -234,8 +245,16 @@ def _transformed(A: Any, op: _Base, k: int, M: Any, sigma: Any, which: str, v0: 
     with np.errstate(divide="ignore", invalid="ignore"):  # how the back transformation amplifies a residual
         gain = {"buckling": np.abs(lam) / abs(sig or 1.0),
                 "cayley": np.abs(lam + (sig or 0.0)) / (2 * abs(sig or 1.0))}.get(p.mode, np.ones_like(lam))
-    scale = anorm + np.maximum(np.abs(lam), abs(sig or 0.0)) * mnorm
-    bound = 10 * max(outer, 100 * eps) * scale * np.maximum(gain, 1.0) * xn
+    scale = 10 * (anorm + np.maximum(np.abs(lam), abs(sig or 0.0)) * mnorm) * np.maximum(gain, 1.0) * xn
+    nu, eps_op = np.abs(res.eigenvalues), float(np.finfo(backends.dtype_name(p.op.dtype)).eps)
+
+    def bounds(op_norm: float) -> np.ndarray:  # eigsh's acceptance on OP: rho <= max(tol |nu|, 100 eps ||OP||)
+        with np.errstate(divide="ignore"):
+            return scale * np.maximum(max(outer, 100 * eps), 100 * eps_op * op_norm / nu)
+
+    bound = bounds(float(nu.max()))
+    if not np.all(rn <= bound):  # ||OP|| from below by its largest wanted |nu| was too strict: estimate it
+        bound = bounds(max(float(nu.max()), _norm_estimate(p.op)))
     ok = np.isfinite(lam) & (rn <= bound)
     if not res.converged:
         ok &= _converged_mask(res.eigenvalues, res.residual_norms, outer, op.dtype)

@@ -239,22 +239,25 @@ def plan(A: Any, op: _Base, M: Any, sigma: float | None, mode: str, OPinv: Any, 
     def matmat(Y: Any) -> Any:
         if on_host:
             Z = core(np.asarray(backends.to_numpy(Y), dtype=np.float64))
-            return backends.from_numpy(np.asarray(Z), xp, dev, op.dtype)
-        return backends.astype(core(backends.astype(Y, dt, xp)), op.dtype, xp)
+            return backends.from_numpy(np.asarray(Z), xp, dev, dt)
+        return backends.astype(core(backends.astype(Y, dt, xp)), dt, xp)
 
     def matvec(y: Any) -> Any:
         return xp.reshape(matmat(xp.reshape(y, (n, 1))), (n,))
 
-    def convert(f: Map) -> Map:
+    def convert(f: Map, out: Any) -> Map:
         def apply(Y: Any) -> Any:
             if on_host:
                 return backends.from_numpy(np.asarray(f(np.asarray(backends.to_numpy(Y), dtype=np.float64))),
-                                           xp, dev, op.dtype)
-            return backends.astype(f(backends.astype(Y, dt, xp)), op.dtype, xp)
+                                           xp, dev, out)
+            return backends.astype(f(backends.astype(Y, dt, xp)), out, xp)
         return apply
 
-    T = FunctionOperator(matvec, (n, n), op.dtype, like=op, symmetric=True, matmat=matmat, device=dev)
-    return Plan(T, convert(git), convert(gt), "standard" if sigma is None else mode,
+    # the transformed operator works in float64 where the backend has it, whatever A's dtype: its
+    # factorizations are float64, and a float32 OP would resolve a pair with a small |nu| only to
+    # eps32 |nu|_max (amplified by |nu|_max / |nu| in the back transformation)
+    T = FunctionOperator(matvec, (n, n), dt, like=op, symmetric=True, matmat=matmat, device=dev)
+    return Plan(T, convert(git, op.dtype), convert(gt, dt), "standard" if sigma is None else mode,
                 0.0 if sigma is None else float(sigma), inverse is not None, inverse)
 
 
