@@ -170,7 +170,8 @@ def hermitian_eigsh(eigsh: Any, no_convergence: Any, A: Any, k: int, M: Any, sig
     bound = 2 * np.abs(C @ Y).sum(axis=0) * r_emb.max() + 100 * eps * (top + np.abs(lam) * mnorm) * xn
     if not np.all(rn <= bound):
         raise no_convergence(f"No convergence: complex Hermitian Rayleigh-Ritz residuals "
-                             f"{np.array2string(rn, precision=2)} exceed {np.array2string(bound, precision=2)}", np.zeros(0), None)
+                             f"{np.array2string(rn, precision=2)} exceed {np.array2string(bound, precision=2)}",
+                             np.zeros(0), None)
     order = np.argsort(lam, kind="stable") if (vectors or sigma is not None) else _least_wanted_first(lam, which)
     lam = lam[order]
     if on_backend:
