@@ -153,7 +153,7 @@ def test_eigsh_rejects_bad_input(backend):
         with pytest.raises(ValueError, match="k"):
             specop.eigsh(op, k=k)
     with pytest.raises(ValueError, match="which"):
-        specop.eigsh(op, k=2, which="SM")
+        specop.eigsh(op, k=2, which="SR")
     for ncv in (2, 7, 0):
         with pytest.raises(ValueError, match="ncv"):
             specop.eigsh(op, k=2, ncv=ncv, dense=False)

@@ -20,6 +20,8 @@ def wanted(values: np.ndarray, k: int, which: str) -> np.ndarray:
         return np.argsort(values, kind="stable")[:k]
     if which == "LM":
         return np.argsort(-np.abs(values), kind="stable")[:k]
+    if which == "SM":
+        return np.argsort(np.abs(values), kind="stable")[:k]
     top, bottom = k - k // 2, k // 2
     order = np.argsort(values, kind="stable")
     return np.concatenate([order[::-1][:top], order[:bottom]])
@@ -58,9 +60,11 @@ def settled(theta: np.ndarray, rho: np.ndarray, wanted: np.ndarray, which: str, 
     vector has its largest weight on the extreme eigenvectors, so an extreme Ritz
     pair that has converged that far is the extreme eigenpair of the deflated operator
     unless the start vector was nearly orthogonal to a missed one. An end that does not
-    border the wanted set (the bottom for "LA", ...) counts as settled.
+    border the wanted set (the bottom for "LA", ...) counts as settled; "SM" wants the interior,
+    which no end borders: both count as settled, and only a missed copy that converges within
+    the check's first steps is found (like ARPACK, "SM" may miss copies of a repeated eigenvalue).
     """
-    if theta.size == 0:
+    if theta.size == 0 or which == "SM":
         return True, True
     hi, lo = int(np.argmax(theta)), int(np.argmin(theta))
 

@@ -64,7 +64,7 @@ from specop.linalg._which import kept, wanted
 
 __all__ = ["eigsh", "EigshResult"]
 
-WHICH = ("LA", "SA", "LM", "BE")
+WHICH = ("LA", "SA", "LM", "BE", "SM")
 
 
 @dataclass(frozen=True)
@@ -140,9 +140,12 @@ def eigsh(A: Any, k: int = 6, *, which: str = "LA", tol: float = 1e-8, maxiter: 
         Square symmetric operator.
     k : int
         Number of eigenpairs, ``1 <= k < n`` (``k = n`` needs ``dense=True``).
-    which : {"LA", "SA", "LM", "BE"}
-        Largest algebraic, smallest algebraic, largest magnitude, or both ends
-        (``k // 2`` from the bottom, the rest from the top), as in scipy.
+    which : {"LA", "SA", "LM", "BE", "SM"}
+        Largest algebraic, smallest algebraic, largest magnitude, both ends
+        (``k // 2`` from the bottom, the rest from the top), or smallest magnitude, as in scipy.
+        "SM" wants interior eigenvalues of an indefinite ``A``: Lanczos converges to them slowly
+        (as ARPACK's regular mode does); shift-invert (``specop.sparse.linalg.eigsh(A, sigma=0)``)
+        is usually far cheaper, and the multiplicity check cannot see missed interior copies.
     tol : float
         Relative residual tolerance (see the module docstring), finite and ``>= 0``; 0 means
         machine eps.

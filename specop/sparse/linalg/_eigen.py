@@ -21,8 +21,10 @@ import scipy.sparse.linalg as spla
 
 from specop import backends
 from specop.linalg import eigsh as _eigsh
+from specop.linalg import lanczos as _lanczos
 from specop.linalg import lobpcg as _lobpcg
 from specop.linalg import svds as _svds
+from specop.linalg._common import column_norms, ensure_symmetric
 from specop.operators import LinearOperator as _Base
 from specop.sparse.linalg._convert import (
     as_claimed_symmetric,
@@ -34,6 +36,8 @@ from specop.sparse.linalg._convert import (
     to_backend,
     vector,
 )
+from specop.sparse.linalg._hermitian import hermitian_eigsh
+from specop.sparse.linalg._shift_invert import INNER_FLOOR, back_transform, plan
 
 __all__ = ["eigsh", "svds", "lobpcg", "ArpackError", "ArpackNoConvergence"]
 
@@ -78,6 +82,8 @@ def _value_order(w: np.ndarray, which: str) -> np.ndarray:
     """ARPACK's order of eigenvalues when no vectors are asked for: the least wanted first."""
     if which == "LM":
         return np.argsort(np.abs(w), kind="stable")
+    if which == "SM":
+        return np.argsort(-np.abs(w), kind="stable")
     if which == "SA":
         return np.argsort(-w, kind="stable")
     return np.argsort(w, kind="stable")  # LA, BE: ascending
@@ -118,13 +124,15 @@ def eigsh(A: Any, k: int = 6, M: Any = None, sigma: Any = None, which: str = "LM
         raise ValueError("Minv should not be specified when sigma is specified.")
     if sigma is not None and mode not in ("normal", "buckling", "cayley"):
         raise ValueError(f"unrecognized mode '{mode}'")
-    for name, value in (("sigma", sigma), ("M", M), ("Minv", Minv), ("OPinv", OPinv)):
-        if value is not None:
-            what = {"sigma": f"shift-invert mode (sigma={sigma!r}, mode={mode!r})",
-                    "M": "the generalized problem A x = w M x"}.get(name, f"{name}=")
-            raise not_yet(f"eigsh: {name}", what)
-    if which == "SM":
-        raise not_yet("eigsh: which", "which='SM' (smallest magnitude)")
+    if any(X is not None and is_complex(X) for X in (A, M, OPinv)):
+        if which not in ("LM", "SM", "LA", "SA"):  # scipy runs complex Hermitian problems through eigs
+            raise ValueError(f"which='{which}' cannot be used with complex matrix A")
+        if k <= 0:
+            raise ValueError("k must be greater than 0.")
+        if ncv is not None and ncv <= k:
+            raise ValueError(f"ncv must be k<ncv<=n, ncv={ncv}")
+        return hermitian_eigsh(eigsh, ArpackNoConvergence, A, int(k), M, sigma, which, v0, ncv, maxiter, tol,
+                               return_eigenvectors, OPinv, mode, rng)
     op = as_operator(A, "eigsh")
     if op.shape[0] != op.shape[1]:
         raise ValueError(f"expected square matrix (shape={op.shape})")
@@ -139,6 +147,10 @@ def eigsh(A: Any, k: int = 6, M: Any = None, sigma: Any = None, which: str = "LM
                             "Use scipy.linalg.eigh(A.toarray()) or reduce k.")
         if isinstance(A, spla.LinearOperator | _Base):
             raise TypeError("Cannot use scipy.linalg.eigh for LinearOperator A with k >= N.")
+        if M is not None:  # scipy: scipy.linalg.eigh(A, M)
+            w, V = scipy.linalg.eigh(backends.to_numpy(op.to_dense()).astype(np.float64),
+                                     backends.to_numpy(as_operator(M, "eigsh").to_dense()).astype(np.float64))
+            return (to_backend(w, op), to_backend(V, op)) if return_eigenvectors else to_backend(w, op)
         res = _eigsh(op, n, which="LA", dense=True, return_eigenvectors=return_eigenvectors)
         w = to_backend(res.eigenvalues, op)
         return (w, res.eigenvectors) if return_eigenvectors else w
@@ -156,6 +168,9 @@ def eigsh(A: Any, k: int = 6, M: Any = None, sigma: Any = None, which: str = "LM
         v0 = vector(op, v0, "v0", n, op.shape)
     eps = float(np.finfo(backends.dtype_name(op.dtype)).eps)
     tol_eff = eps if not tol > 0 else float(tol)  # ARPACK: tol <= 0 means machine precision
+    if sigma is not None or M is not None:
+        return _transformed(A, op, int(k), M, sigma, which, v0, ncv, maxiter, tol_eff, return_eigenvectors,
+                            mode, OPinv, rng)
     with quiet() as caught:
         res = _eigsh(as_claimed_symmetric(op), int(k), which=which, tol=tol_eff, maxiter=maxiter, ncv=ncv, v0=v0,
                      seed=rng, return_eigenvectors=return_eigenvectors)
@@ -171,6 +186,91 @@ def eigsh(A: Any, k: int = 6, M: Any = None, sigma: Any = None, which: str = "LM
     if return_eigenvectors:
         return to_backend(res.eigenvalues, op), res.eigenvectors
     return to_backend(res.eigenvalues[_value_order(res.eigenvalues, which)], op)
+
+
+def _norm_estimate(B: _Base) -> float:
+    """``||B||_2`` from below (the extreme Ritz values of a short Lanczos run: 20 products at most)."""
+    res = _lanczos(B, steps=min(B.shape[0], 20), seed=0, check_symmetric=False)
+    values = res.ritz()[0]
+    return float(np.max(np.abs(values))) if values.size else 0.0
+
+
+def _transformed(A: Any, op: _Base, k: int, M: Any, sigma: Any, which: str, v0: Any, ncv: int | None,
+                 maxiter: int | None, tol: float, vectors: bool, mode: str, OPinv: Any, rng: Any) -> Any:
+    """eigsh with ``sigma`` and/or ``M``: specop's eigsh on the transformed operator of
+    :func:`specop.sparse.linalg._shift_invert.plan`, every pair checked against ``A`` itself.
+
+    Tolerances. ``tol`` applies to the transformed pairs as in ARPACK (``||OP y - nu y|| <= tol |nu|``).
+    An inner MINRES solve of ``(A - sigma I) x = v`` to relative residual ``eta`` perturbs each product
+    of ``OP`` by up to ``eta |nu|_max ||v||`` and differently for every ``v`` (a Krylov solve is not
+    linear in ``v``), so the Ritz residuals settle near ``eta |nu|_max``: the inner ``eta`` is
+    ``tol / 10``, and ``tol`` is raised to ``INNER_FLOOR eps`` at least (1000 eps: an inner solve
+    cannot reach the ``10 eps`` that ``tol = eps`` would ask of it). Whatever the inner solve did,
+    each returned pair must then pass the check against the original problem,
+    ``||A x - lambda M x|| <= 10 t (||A|| + max(|lambda|, |sigma|) ||M||) g ||x||`` with
+    ``t = max(tol, 100 eps, 100 eps_OP ||OP|| / |nu|)`` (``||A||``, ``||M||``, ``||OP||`` from below by
+    short Lanczos runs): eigsh's acceptance on OP, ``||OP y - nu y|| <= max(tol |nu|, 100 eps_OP ||OP||)``,
+    implies ``||A x - lambda M x|| <= t ||A - sigma M|| g ||x||``, since ``S (OP x - nu x)`` is
+    ``A x - lambda M x`` times ``-1/nu`` (normal: ``g = 1``) or ``1 - nu`` (buckling, cayley:
+    ``g = |nu / (1 - nu)|``, which is ``|lambda / sigma|`` and ``|lambda + sigma| / (2 |sigma|)``, at least 1);
+    the factor 10 allows for the norm estimates and the rounding of the back transformation. A pair that fails
+    it is not returned: :class:`ArpackNoConvergence` is raised with the passing ones.
+    """
+    eps = float(np.finfo(backends.dtype_name(op.dtype)).eps)
+    iterative = sigma is not None and OPinv is None and not backends.is_array(A) and not scipy.sparse.issparse(A)
+    outer = max(tol, INNER_FLOOR * eps) if iterative else tol
+    sig = None if sigma is None else float(np.real(sigma))
+    Mop = None if M is None else as_operator(M, "eigsh")
+    if Mop is not None and tuple(Mop.shape) != tuple(op.shape):
+        raise ValueError(f"wrong M dimensions {tuple(Mop.shape)}, should be {tuple(op.shape)}")
+    extra = ensure_symmetric(as_claimed_symmetric(op), "eigsh", "auto")
+    if Mop is not None:
+        extra += ensure_symmetric(as_claimed_symmetric(Mop), "eigsh: M", "auto")
+    p = plan(A, op, M, sig, mode, OPinv, outer / 10)
+    y0 = None if v0 is None else op.xp.reshape(p.to_y(op.xp.reshape(v0, (-1, 1))), (-1,))
+    with quiet() as caught:
+        res = _eigsh(p.op, k, which=which, tol=outer, maxiter=maxiter, ncv=ncv, v0=y0, seed=rng,
+                     check_symmetric=False)
+    missed = [w for w in caught if str(w.message).startswith("InverseOperator")]  # inner solves: judged below
+    caught = [w for w in caught if not str(w.message).startswith("InverseOperator")]
+    lam = back_transform(res.eigenvalues, p.mode, 0.0 if sig is None else sig)
+    X = p.to_x(res.eigenvectors)
+    xp = op.xp
+    L = to_backend(np.nan_to_num(lam, nan=0.0, posinf=0.0, neginf=0.0), op)
+    R = op.matmat(X) - (X if Mop is None else Mop.matmat(X)) * xp.reshape(L, (1, -1))
+    rn = backends.to_numpy(column_norms(xp, R)).astype(np.float64)
+    xn = backends.to_numpy(column_norms(xp, X)).astype(np.float64)
+    anorm = _norm_estimate(op)
+    mnorm = 1.0 if Mop is None else _norm_estimate(Mop)
+    with np.errstate(divide="ignore", invalid="ignore"):  # how the back transformation amplifies a residual
+        gain = {"buckling": np.abs(lam) / abs(sig or 1.0),
+                "cayley": np.abs(lam + (sig or 0.0)) / (2 * abs(sig or 1.0))}.get(p.mode, np.ones_like(lam))
+    scale = 10 * (anorm + np.maximum(np.abs(lam), abs(sig or 0.0)) * mnorm) * np.maximum(gain, 1.0) * xn
+    nu, eps_op = np.abs(res.eigenvalues), float(np.finfo(backends.dtype_name(p.op.dtype)).eps)
+
+    def bounds(op_norm: float) -> np.ndarray:  # eigsh's acceptance on OP: rho <= max(tol |nu|, 100 eps ||OP||)
+        with np.errstate(divide="ignore"):
+            return scale * np.maximum(max(outer, 100 * eps), 100 * eps_op * op_norm / nu)
+
+    bound = bounds(float(nu.max()))
+    if not np.all(rn <= bound):  # ||OP|| from below by its largest wanted |nu| was too strict: estimate it
+        bound = bounds(max(float(nu.max()), _norm_estimate(p.op)))
+    ok = np.isfinite(lam) & (rn <= bound)
+    if not res.converged:
+        ok &= _converged_mask(res.eigenvalues, res.residual_norms, outer, op.dtype)
+    products = res.matvecs + extra + (0 if p.inverse is None else p.inverse.inner_matvecs)
+    if not ok.all():
+        raise ArpackNoConvergence(f"No convergence ({res.restarts} restarts of specop's thick-restart Lanczos on the "
+                                  f"{p.mode} transformation, {products} products with A, {int(ok.sum())}/{k} pairs "
+                                  f"pass the residual check ||A x - lambda M x|| <= bound: residuals "
+                                  f"{np.array2string(rn, precision=2)}, bounds {np.array2string(bound, precision=2)}"
+                                  + (f"; {len(missed)} inner MINRES solves missed their tolerance: pass OPinv = "
+                                     "(A - sigma I)^-1 or a larger tol" if missed else "") + ")",
+                                  to_backend(lam[ok], op), _columns(op, X, np.flatnonzero(ok)), res)
+    reemit(caught)
+    order = np.argsort(lam, kind="stable") if (vectors or sigma is not None) else _value_order(lam, which)
+    w = to_backend(lam[order], op)
+    return (w, _columns(op, X, order)) if vectors else w
 
 
 def svds(A: Any, k: int = 6, ncv: int | None = None, tol: float = 0, which: str = "LM", v0: Any = None,
