@@ -91,24 +91,24 @@ def test_multiplicity_check_finds_copies_with_a_warm_start(backend):
 def test_bad_warm_starts_are_refused_naming_v0(backend):
     A = _gapped(40)
     op = specop.DenseOperator(backend.asarray(A))
-    res = specop.eigsh(op, k=2, seed=0, dense=False)
+
     no_vectors = specop.eigsh(op, k=2, seed=0, dense=False, return_eigenvectors=False)
     other_size = specop.eigsh(specop.DenseOperator(backend.asarray(_gapped(30))), k=2, seed=0, dense=False)
-    with pytest.raises(ValueError, match="v0.*without eigenvectors"):
+    with pytest.raises(ValueError, match=r"v0.*without eigenvectors"):
         specop.eigsh(op, k=2, v0=no_vectors)
-    with pytest.raises(ValueError, match="v0.*n = 40"):
+    with pytest.raises(ValueError, match=r"v0.*n = 40"):
         specop.eigsh(op, k=2, v0=other_size)
-    with pytest.raises(ValueError, match="v0.*at least one vector"):
+    with pytest.raises(ValueError, match=r"v0.*at least one vector"):
         specop.eigsh(op, k=2, v0=backend.asarray(np.zeros((40, 0))))
-    with pytest.raises(ValueError, match="v0.*column 1"):
+    with pytest.raises(ValueError, match=r"v0.*column 1"):
         specop.eigsh(op, k=2, v0=backend.asarray(np.stack([np.ones(40), np.zeros(40)], 1)))
-    with pytest.raises(ValueError, match="v0.*sum"):
+    with pytest.raises(ValueError, match=r"v0.*sum"):
         specop.eigsh(op, k=2, v0=backend.asarray(np.stack([np.ones(40), -np.ones(40)], 1)))
-    with pytest.raises(ValueError, match="v0.*expects input of shape"):
+    with pytest.raises(ValueError, match=r"v0.*expects input of shape"):
         specop.eigsh(op, k=2, v0=backend.asarray(np.ones((30, 2))))
     if backend.name in ("numpy", "torch"):  # a float32 result on a float64 operator
         single = specop.eigsh(specop.DenseOperator(backend.asarray(A, "float32")), k=2, seed=0, dense=False)
-        with pytest.raises(ValueError, match="v0.*float64 operator"):
+        with pytest.raises(ValueError, match=r"v0.*float64 operator"):
             specop.eigsh(op, k=2, v0=single)
     if backend.name != "numpy":  # a numpy result on another backend's operator
         host = specop.eigsh(specop.DenseOperator(A), k=2, seed=0, dense=False)
@@ -168,7 +168,7 @@ def test_tracker_on_a_tiny_jax_function():
     for _ in range(3):
         res = tracker.update()
         flat, unravel = jax.flatten_util.ravel_pytree(state["params"])
-        exact = np.linalg.eigvalsh(np.asarray(jax.hessian(lambda t: loss(unravel(t), X))(flat)))[-2:]
+        exact = np.linalg.eigvalsh(np.asarray(jax.hessian(lambda t, u=unravel: loss(u(t), X))(flat)))[-2:]
         np.testing.assert_allclose(res.eigenvalues, exact, rtol=1e-8, atol=1e-12)
         state["params"] = jax.tree_util.tree_map(lambda p, g: p - 0.1 * g, state["params"], grad(state["params"], X))
     assert [r.warm for r in tracker.history] == [False, True, True]
