@@ -179,3 +179,21 @@ def test_tracker_refuses_bad_arguments():
         specop.Tracker(3.0, k=1)
     with pytest.raises(TypeError, match="v0"):
         specop.Tracker(specop.aslinearoperator(np.eye(3)), k=1, v0=np.ones(3))
+
+
+def test_tracking_howto_page_runs(capsys):
+    pytest.importorskip("torch")
+    pytest.importorskip("jax")
+    import re
+    from pathlib import Path
+
+    page = Path(__file__).resolve().parent.parent / "docs" / "howto" / "tracking.md"
+    blocks = re.findall(r"```python\n(.*?)```", page.read_text(), flags=re.S)
+    assert len(blocks) == 2
+    ns: dict = {}
+    for i, code in enumerate(blocks):
+        exec(compile(code, f"docs/howto/tracking.md block {i}", "exec"), ns)  # the page's own code
+    out = capsys.readouterr().out.splitlines()
+    assert out[-2].startswith("(3, 3) ") and out[-1] == "[False, True, True]"
+    hist = ns["tracker"].history
+    assert [r.warm for r in hist] == [False, True, True] and all(r.converged and r.verified for r in hist)
