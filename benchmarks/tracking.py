@@ -107,7 +107,8 @@ def main(argv: list[str] | None = None) -> None:
     t_all = time.perf_counter()
     out = run(device, checkpoints, every, args.quick)
     table = report.table(
-        f"Digits MLP Hessian (P = {'610' if args.quick else '4,810'}), {checkpoints} checkpoints {every} GD steps apart, tol {TOL:g}",
+        f"Digits MLP Hessian (P = {'610' if args.quick else '4,810'}), {checkpoints} checkpoints "
+        f"{every} GD steps apart, tol {TOL:g}",
         ["k", "method", "products (total)", "per checkpoint", "x cold", "x ARPACK warm", "seconds (total)",
          "all converged", "max rel. diff. to cold"],
         note="Totals over checkpoints 2..N (checkpoint 1 is a cold start for every method). 'max rel. diff. to "
