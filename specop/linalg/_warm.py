@@ -10,8 +10,9 @@ keeps its Krylov-Schur structure: every residual stays the exact ``|beta_m s_m|`
 single-vector process (Stewart, SIAM J. Matrix Anal. Appl. 23, 2001), so the convergence test,
 locking and the multiplicity check run unchanged.
 
-Why not a block Rayleigh-Ritz start: measured on the digits MLP Hessian one gradient step
-apart (``benchmarks/tracking.py``), the Rayleigh-Ritz step on the ``k = 10`` previous vectors
+Why not a block Rayleigh-Ritz start: measured once on the digits MLP Hessian of
+``benchmarks/tracking.py`` one gradient step apart (a one-off measurement, not in the
+benchmark), the Rayleigh-Ritz step on the ``k = 10`` previous vectors
 lowers their relative residuals from 5e-4..1.5e-3 to 4e-4..7e-4 (the perturbation lies in the
 bulk of the spectrum, outside the block), a gain worth about one Lanczos step, for ``k``
 products; and a block whose residuals are not collinear leaves no Krylov-Schur decomposition to
