@@ -15,7 +15,7 @@ from typing import Any
 
 from benchmarks._common import RESULTS, fmt, render
 
-ORDER = ["operators", "topk", "densities", "overhead", "curvature", "svds", "eigsh_modes", "solvers"]
+ORDER = ["operators", "topk", "densities", "overhead", "curvature", "svds", "eigsh_modes", "solvers", "tracking"]
 ROOT = Path(__file__).resolve().parent.parent
 
 INTRO = """# Benchmarks

@@ -24,12 +24,15 @@ from specop.linalg.spectral import spectral_density
 from specop.linalg.svds import SvdsResult, svds
 from specop.linalg.thick_restart import EigshResult, eigsh
 from specop.linalg.trace import Estimate, logdet, trace
+from specop.linalg.tracking import Tracker, TrackRecord
 
 __all__ = [
     "lanczos",
     "LanczosResult",
     "eigsh",
     "EigshResult",
+    "Tracker",
+    "TrackRecord",
     "spectral_density",
     "SpectralDensity",
     "SLQDensity",

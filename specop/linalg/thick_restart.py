@@ -48,7 +48,6 @@ from specop.linalg._common import (
     check_choice,
     check_finite,
     check_positive_int,
-    check_v0,
     ensure_symmetric,
     host_norms,
     prepare,
@@ -60,6 +59,7 @@ from specop.linalg._common import (
 from specop.linalg._krylov import RecurrenceView, project_out, safe_norm
 from specop.linalg._krylov_util import dev
 from specop.linalg._locking import Acceptance, extra_kept
+from specop.linalg._warm import warm_start
 from specop.linalg._which import kept, wanted
 
 __all__ = ["eigsh", "EigshResult"]
@@ -157,8 +157,10 @@ def eigsh(A: Any, k: int = 6, *, which: str = "LA", tol: float = 1e-8, maxiter: 
     ncv : int, optional
         Size of the active Lanczos basis, ``k < ncv <= n`` (default ``max(2k + 1, k + 30)``:
         a larger basis than ARPACK's ``max(2k + 1, 20)`` costs memory but saves matvecs).
-    v0 : array, optional
-        Start vector (default a seeded Gaussian probe).
+    v0 : array or EigshResult, optional
+        Start vector (default a seeded Gaussian probe); or a warm start from every vector of a
+        previous result of an operator of the same size, backend and dtype (``v0=previous``),
+        or of an ``(n, j)`` block: the sum of its unit-norm columns (see ``specop.linalg._warm``).
     seed : int, numpy Generator or None
         Seed of the start vector and of the verification vectors.
     return_eigenvectors : bool
@@ -209,7 +211,7 @@ def eigsh(A: Any, k: int = 6, *, which: str = "LA", tol: float = 1e-8, maxiter: 
     if not k < ncv <= n and dense is not True:
         raise fail("ncv", f"k = {k} < ncv <= n = {n}", ncv)
     maxiter = max(100, 10 * n // ncv) if maxiter is None else check_positive_int(maxiter, "maxiter")
-    v0 = check_v0(A, v0, "eigsh")
+    v0 = warm_start(A, v0, "eigsh")
     if dense is True or (dense == "auto" and ncv >= n):
         # the dense path looks at the whole matrix: the flag is refused as on the Krylov path, a claim
         # is checked exactly instead of by two random products; an operator symmetric by construction
