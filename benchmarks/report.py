@@ -42,6 +42,10 @@ times are medians of repeats. Even so, the per-step overhead rows of `overhead` 
 runs of the same code on this day by up to 2x (torch at n = 1e6: 2.9-5.2 axpys per step; with the
 fixed mmap threshold 4.0-8.3; numpy 3.8-6.7), and the 2-process speedup between 1.48 and 1.90
 (the row without a process group, what two concurrent processes reach here, moved alike: 1.93-2.11).
+`solvers` ran later still, with one torch thread and single-threaded BLAS for every library
+(`OMP_NUM_THREADS=1 python -m benchmarks.solvers --threads 1`) while the machine was heavily shared
+(load average 13-17 on its 2 cores): its seconds are inflated and noisy (medians of 3 runs), its
+matvec and HVP counts are exact.
 
 **eigsh against ARPACK.** No single-vector Krylov method can certify the top 10 to the same
 residual tolerance with fewer products than unrestarted Lanczos with full reorthogonalization

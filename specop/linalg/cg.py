@@ -17,7 +17,9 @@ Numer. Anal. 20, 1983, uses the same test), the iterate before that step is retu
 ``info = -1``, a warning, and ``p_j`` in ``result.negative_curvature``. Columns of a block
 ``b`` run independent recurrences through one ``matmat`` per iteration; the stopping,
 true-residual check and restarts are those of ``specop.linalg._solver_common``. Vectors
-and scalars are float64 (where the backend has it) whatever the operator's dtype.
+and scalars are float64 (where the backend has it) whatever the operator's dtype: ``A`` and
+``M`` are seen through the Krylov core's :class:`~specop.linalg._krylov.RecurrenceView`, as in
+minres and lanczos, so only their products run in the operator's dtype.
 """
 
 from __future__ import annotations
@@ -27,9 +29,9 @@ from typing import Any
 
 from specop import backends
 from specop.linalg._common import prepare, recurrence_dtype
+from specop.linalg._krylov import RecurrenceView
 from specop.linalg._solver_common import (
     SolveResult,
-    apply,
     as_operator,
     cdot,
     check_maxiter,
@@ -58,7 +60,7 @@ def _direction(xp: Any, R: Any, Z: Any, P: Any, rho: Any, pap: Any, ok: Any, act
     rho_new = cdot(xp, R, Z)
     beta = xp.where(ok, rho_new / xp.where(ok, rho, 1.0), 0.0)
     P = xp.where(ok, Z + beta * P, P)
-    res = xp.sqrt(cdot(xp, R, R))
+    res = xp.sqrt(rho_new if Z is R else cdot(xp, R, R))  # without M, r . z is r . r: one reduction less
     conv = ok & (res <= tol)
     broken = active & ((pap <= 0) | (ok & ~conv & (rho_new <= 0)))  # negative curvature, or M not SPD
     code = status(xp, res, (broken, -1.0), (conv, 1.0))
@@ -79,20 +81,21 @@ class _CG:
     products = 1
 
     def __init__(self, A: Any, M: Any, rdt: Any) -> None:
-        self.A, self.M, self.rdt, self.xp = A, M, rdt, A.xp
+        self.xp = A.xp
+        self.A, self.M = RecurrenceView(A, rdt), (None if M is None else RecurrenceView(M, rdt))
 
     def start(self, X: Any, R: Any, tol: Any) -> dict[str, Any]:
-        Z = R if self.M is None else apply(self.M, R, self.rdt)
+        Z = R if self.M is None else self.M @ R
         return {"X": X, "R": R, "P": Z, "rho": cdot(self.xp, R, Z), "tol": tol}
 
     def step(self, s: dict[str, Any]) -> tuple[dict[str, Any], Any]:
         xp = self.xp
-        AP = apply(self.A, s["P"], self.rdt)
+        AP = self.A @ s["P"]
         if self.M is None:
             out = _step(xp, s["X"], s["R"], s["P"], AP, s["rho"], s["active"], s["tol"])
         else:
             X, R, pap, ok = _update(xp, s["X"], s["R"], s["P"], AP, s["rho"], s["active"])
-            Z = apply(self.M, R, self.rdt)
+            Z = self.M @ R
             out = (X, R, *_direction(xp, R, Z, s["P"], s["rho"], pap, ok, s["active"], s["tol"]))
         s["X"], s["R"], s["P"], s["rho"], s["active"], report = out
         return s, report
