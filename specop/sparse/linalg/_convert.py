@@ -138,3 +138,14 @@ def reemit(caught: list[warnings.WarningMessage]) -> None:
     for w in caught:
         if issubclass(w.category, ConvergenceWarning):
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+
+
+def value_order(w: np.ndarray, which: str) -> np.ndarray:
+    """ARPACK's order of eigenvalues when no vectors are asked for: the least wanted first."""
+    if which == "LM":
+        return np.argsort(np.abs(w), kind="stable")
+    if which == "SM":
+        return np.argsort(-np.abs(w), kind="stable")
+    if which == "SA":
+        return np.argsort(-w, kind="stable")
+    return np.argsort(w, kind="stable")  # LA, BE: ascending

@@ -34,6 +34,7 @@ from specop.sparse.linalg._convert import (
     quiet,
     reemit,
     to_backend,
+    value_order,
     vector,
 )
 from specop.sparse.linalg._hermitian import hermitian_eigsh
@@ -78,17 +79,6 @@ def _columns(op: _Base, V: Any, idx: np.ndarray) -> Any:
     return op.xp.take(V, backends.from_numpy(idx.astype(np.int64), op.xp, op.device), axis=1)
 
 
-def _value_order(w: np.ndarray, which: str) -> np.ndarray:
-    """ARPACK's order of eigenvalues when no vectors are asked for: the least wanted first."""
-    if which == "LM":
-        return np.argsort(np.abs(w), kind="stable")
-    if which == "SM":
-        return np.argsort(-np.abs(w), kind="stable")
-    if which == "SA":
-        return np.argsort(-w, kind="stable")
-    return np.argsort(w, kind="stable")  # LA, BE: ascending
-
-
 def eigsh(A: Any, k: int = 6, M: Any = None, sigma: Any = None, which: str = "LM", v0: Any = None,
           ncv: int | None = None, maxiter: int | None = None, tol: float = 0, return_eigenvectors: bool = True,
           Minv: Any = None, OPinv: Any = None, mode: str = "normal", rng: Any = None) -> Any:
@@ -98,8 +88,8 @@ def eigsh(A: Any, k: int = 6, M: Any = None, sigma: Any = None, which: str = "LM
     (thick-restart Lanczos) on any backend. ``tol=0`` is the machine precision of ``A``'s
     dtype; ``maxiter`` counts restarts (default specop's ``max(100, 10 n / ncv)``, not ARPACK's
     ``10 n``); ``ncv`` defaults to specop's ``max(2k + 1, k + 30)`` (fewer products than ARPACK's
-    ``max(2k + 1, 20)``). ``sigma``, ``M``, ``Minv``, ``OPinv`` (and with them ``mode``),
-    ``which="SM"`` and complex Hermitian ``A`` raise :class:`NotImplementedError` (planned).
+    ``max(2k + 1, 20)``). An ``M`` given only by its products raises :class:`NotImplementedError` (planned);
+    ``sigma``, ``mode``, ``OPinv``, a stored ``M``, ``which="SM"`` and complex Hermitian ``A`` are supported.
 
     Returns
     -------
@@ -185,7 +175,7 @@ def eigsh(A: Any, k: int = 6, M: Any = None, sigma: Any = None, which: str = "LM
     reemit(caught)
     if return_eigenvectors:
         return to_backend(res.eigenvalues, op), res.eigenvectors
-    return to_backend(res.eigenvalues[_value_order(res.eigenvalues, which)], op)
+    return to_backend(res.eigenvalues[value_order(res.eigenvalues, which)], op)
 
 
 def _norm_estimate(B: _Base) -> float:
@@ -268,7 +258,7 @@ def _transformed(A: Any, op: _Base, k: int, M: Any, sigma: Any, which: str, v0: 
                                      "(A - sigma I)^-1 or a larger tol" if missed else "") + ")",
                                   to_backend(lam[ok], op), _columns(op, X, np.flatnonzero(ok)), res)
     reemit(caught)
-    order = np.argsort(lam, kind="stable") if (vectors or sigma is not None) else _value_order(lam, which)
+    order = np.argsort(lam, kind="stable") if (vectors or sigma is not None) else value_order(lam, which)
     w = to_backend(lam[order], op)
     return (w, _columns(op, X, order)) if vectors else w
 

@@ -33,6 +33,7 @@ import scipy.sparse.linalg as spla
 from specop import backends
 from specop.linalg._which import wanted
 from specop.operators import FunctionOperator
+from specop.sparse.linalg._convert import value_order
 
 __all__ = ["embed", "real_dtype_name", "to_complex_columns", "embed_vector"]
 
@@ -172,7 +173,7 @@ def hermitian_eigsh(eigsh: Any, no_convergence: Any, A: Any, k: int, M: Any, sig
         raise no_convergence(f"No convergence: complex Hermitian Rayleigh-Ritz residuals "
                              f"{np.array2string(rn, precision=2)} exceed {np.array2string(bound, precision=2)}",
                              np.zeros(0), None)
-    order = np.argsort(lam, kind="stable") if (vectors or sigma is not None) else _least_wanted_first(lam, which)
+    order = np.argsort(lam, kind="stable") if (vectors or sigma is not None) else value_order(lam, which)
     lam = lam[order]
     if on_backend:
         w_out = backends.from_numpy(lam, xp, backends.device_of(A), backends.float_dtype(xp, rname))
@@ -193,14 +194,3 @@ def _nu(lam: np.ndarray, sigma: Any, mode: str) -> np.ndarray:
         if mode == "buckling":
             return lam / (lam - s)
         return (lam + s) / (lam - s)
-
-
-def _least_wanted_first(w: np.ndarray, which: str) -> np.ndarray:
-    """ARPACK's order of values alone (see ``_eigen._value_order``)."""
-    if which == "LM":
-        return np.argsort(np.abs(w), kind="stable")
-    if which == "SM":
-        return np.argsort(-np.abs(w), kind="stable")
-    if which == "SA":
-        return np.argsort(-w, kind="stable")
-    return np.argsort(w, kind="stable")
