@@ -70,6 +70,28 @@ def test_converged_means_k_pairs_within_tol(backend):
         st.sampled_from((1, 2, 3, 6)), st.booleans(), st.booleans(), max_examples=6 if few else 80)
 
 
+def test_pairs_returned_at_maxiter_are_orthonormal_and_honest(backend):
+    # a run stopped by maxiter returns its locked pairs and the best active Ritz pairs: those are
+    # orthonormal Ritz vectors with their true residuals, also when a pair locked in that last restart
+    def prop(case: SymCase, which: str, k: int, extra: int, maxiter: int, tol_exp: int) -> None:
+        assume(k < case.n)
+        ncv = min(case.n, k + extra)
+        assume(ncv > k)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", specop.ConvergenceWarning)
+            res = specop.eigsh(case.operator(backend), k=k, which=which, ncv=ncv, dense=False,
+                               tol=10.0 ** -tol_exp, seed=case.seed, maxiter=maxiter)
+        V = backend.to_numpy(res.eigenvectors).astype(np.float64)
+        m = V.shape[1]
+        np.testing.assert_allclose(V.T @ V, np.eye(m), atol=100 * case.n * case.eps)
+        _assert_honest(case.A, backend, res, k, 10.0 ** -tol_exp, case.eps)
+
+    few = backend.name in ("jax", "array_api_strict")
+    run(backend, prop, symmetric_matrices(min_size=8, max_size=40, structures=("random", "indefinite")),
+        st.sampled_from(WHICH), st.integers(2, 5), st.integers(1, 4), st.integers(1, 3), st.integers(1, 4),
+        max_examples=6 if few else 80)
+
+
 def test_invariant_krylov_space_with_fewer_than_k_vectors_is_not_converged(backend):
     # two distinct eigenvalues: a Krylov space of dimension 2 is invariant; k = 3..5 must not stop there
     rng = np.random.default_rng(0)

@@ -328,8 +328,10 @@ class _ThickRestart(Acceptance):
             self.restarts += 1
             self.check_restarts += verifying
             if (self.check_restarts if verifying else self.restarts - self.check_restarts) > self.maxiter:
+                pool = np.setdiff1d(np.arange(size), lock)  # the best active pairs fill up the result;
+                active = (theta[pool], rho[pool], self._rows(S[:, pool], Q))  # before _lock overwrites Q's rows
                 self._lock(Y, theta[lock], rho[lock])
-                res = self._result(vectors, None, theta, rho, S, Q, lock)
+                res = self._result(vectors, None, active)
                 what = "the multiplicity check did not settle" if verifying else "no convergence"
                 warnings.warn(f"eigsh: {what} after {self.maxiter} restarts ({self.matvecs} matvecs); returning "
                               f"the current best pairs (converged={res.converged}, verified=False)",
@@ -378,19 +380,17 @@ class _ThickRestart(Acceptance):
         self.locked_vals.extend(float(v) for v in vals)
         self.locked_res.extend(float(r) for r in res)
 
-    def _result(self, vectors: bool, converged: bool | None, theta: Any = None, rho: Any = None, S: Any = None,
-                Q: Any = None, skip: Any = None) -> EigshResult:
-        """The ``k`` wanted pairs among the locked (and, with ``theta``, the active) ones; ``converged``
-        None: whether every one of them meets the tolerance."""
+    def _result(self, vectors: bool, converged: bool | None,
+                active: tuple[np.ndarray, np.ndarray, Any] | None = None) -> EigshResult:
+        """The ``k`` wanted pairs among the locked (and the ``active`` (values, residuals, rows)) ones;
+        ``converged`` None: whether every one of them meets the tolerance."""
         vals = np.asarray(self.locked_vals)
         res = np.asarray(self.locked_res)
         rows = self.B[: self.p, ...]
-        if theta is not None and theta.size:  # unconverged: fill with the best active Ritz pairs
-            pool = np.setdiff1d(np.arange(theta.size), skip)
-            vals = np.concatenate([vals, theta[pool]])
-            res = np.concatenate([res, rho[pool]])
-            Y = self._rows(S[:, pool], Q)
-            rows = self.xp.concat([rows, Y], axis=0)
+        if active is not None and active[0].size:  # unconverged: fill with the best active Ritz pairs
+            vals = np.concatenate([vals, active[0]])
+            res = np.concatenate([res, active[1]])
+            rows = self.xp.concat([rows, active[2]], axis=0)
         idx = wanted(vals, self.k, self.which)
         idx = idx[np.argsort(vals[idx], kind="stable")]
         if converged is None:
