@@ -120,14 +120,26 @@ def run(args: Any) -> dict[str, Any]:
     try:
         store = RankStore(args.checkpoint, settings, rank, precheck=lambda: check_output(args))
         try:
-            return _run(args, settings, store, rank)
+            doc = _run(args, settings, store, rank)
         finally:
             store.close()
+        # every rank waits for rank 0's outputs before any tears its process group down: a rank that
+        # destroyed gloo while a peer still used the connections was seen to abort (SIGABRT) at exit
+        _barrier(args.timeout)
+        return doc
     finally:
         if owned:
             import torch.distributed as dist
 
             dist.destroy_process_group()
+
+
+def _barrier(timeout: float) -> None:
+    import torch.distributed as dist
+
+    from specop.curvature.torch._data import wait_collective
+
+    wait_collective(dist.barrier(async_op=True), "the end of the run", timeout)
 
 
 def _run(args: Any, settings: dict[str, Any], store: Any, rank: int) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-__all__ = ["distributed", "all_reduce_sum", "exclusive_offset", "check_same_on_ranks"]
+__all__ = ["distributed", "wait_collective", "all_reduce_sum", "exclusive_offset", "check_same_on_ranks"]
 
 
 def distributed() -> bool:
@@ -21,7 +21,8 @@ def distributed() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
-def _wait(work: Any, what: str, timeout: float | None) -> None:
+def wait_collective(work: Any, what: str, timeout: float | None) -> None:
+    """Wait for an ``async_op=True`` collective; a failure or timeout raises ``RuntimeError`` naming ``what``."""
     try:
         if timeout is None:
             work.wait()
@@ -36,7 +37,7 @@ def _wait(work: Any, what: str, timeout: float | None) -> None:
 
 def all_reduce_sum(t: torch.Tensor, what: str, timeout: float | None = None) -> torch.Tensor:
     """Sum ``t`` over all processes, in place; errors (dead peer, timeout) name ``what``."""
-    _wait(dist.all_reduce(t, op=dist.ReduceOp.SUM, async_op=True), what, timeout)
+    wait_collective(dist.all_reduce(t, op=dist.ReduceOp.SUM, async_op=True), what, timeout)
     return t
 
 
@@ -59,7 +60,7 @@ def check_same_on_ranks(V: torch.Tensor, what: str, timeout: float | None = None
     """
     col = V.sum(dim=0) + (V * V).sum(dim=0)
     both = torch.cat([col, -col]).to(torch.float64)
-    _wait(dist.all_reduce(both, op=dist.ReduceOp.MAX, async_op=True), what, timeout)
+    wait_collective(dist.all_reduce(both, op=dist.ReduceOp.MAX, async_op=True), what, timeout)
     k = col.shape[0]
     spread = both[:k] + both[k:]  # max - min per column
     tol = 1e-6 * (both[:k].abs() + both[k:].abs() + 1.0)
