@@ -45,7 +45,9 @@ fixed mmap threshold 4.0-8.3; numpy 3.8-6.7), and the 2-process speedup between 
 `solvers` ran later still, with one torch thread and single-threaded BLAS for every library
 (`OMP_NUM_THREADS=1 python -m benchmarks.solvers --threads 1`) while the machine was heavily shared
 (load average 13-17 on its 2 cores): its seconds are inflated and noisy (medians of 3 runs), its
-matvec and HVP counts are exact.
+matvec and HVP counts are exact. `eigsh_modes` was rerun alone on an idle machine (load 0.2) with
+`OMP_NUM_THREADS=1`: its earlier run under the same heavy load had inflated every wall time by
+20-100x (specop's Python loop suffers most from the contention).
 
 **eigsh against ARPACK.** No single-vector Krylov method can certify the top 10 to the same
 residual tolerance with fewer products than unrestarted Lanczos with full reorthogonalization
