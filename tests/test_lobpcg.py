@@ -90,6 +90,39 @@ def test_lobpcg_matches_eigh(backend):
         max_examples=5 if backend.name == "jax" else 15 if few else 30)
 
 
+def test_lobpcg_default_tol_follows_the_scale_of_the_matrix(backend):
+    # scipy's default n sqrt(eps) is absolute: a matrix of norm 1e-30 would be "converged" at its
+    # random start. specop's default shrinks with the products, so any scale gets the same answer
+    # as unit scale; an explicit tol that the start already meets while large is warned about.
+    def prop(case: SymCase, k: int, e: int, largest: bool) -> None:
+        n = case.n
+        assume(2 * k <= n and case.A.any())
+        scale = 10.0 ** e
+        A = scale * case.A / case.norm
+        X = case.rng(2).standard_normal((n, k))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            res = lobpcg(specop.DenseOperator(backend.asarray(A)), backend.asarray(X), maxiter=300, largest=largest)
+        lam = np.linalg.eigvalsh(A)
+        want = lam[::-1][:k] if largest else lam[:k]
+        rest = lam[::-1][k:] if largest else lam[k:]
+        if not res.converged:
+            assert any(issubclass(x.category, specop.ConvergenceWarning) for x in caught)
+            return
+        assert np.all(res.residual_norms <= np.sqrt(2.2e-16) * n * min(1.0, scale))
+        if not rest.size or abs(want[-1] - rest[0]) >= 1e-3 * max(np.ptp(lam), 1e-300 * scale):
+            np.testing.assert_allclose(res.eigenvalues, want, rtol=0, atol=1e-5 * scale)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            lobpcg(specop.DenseOperator(backend.asarray(A)), backend.asarray(X), tol=10.0 * scale, maxiter=3)
+        assert any("absolute bound" in str(x.message) for x in caught), [str(x.message) for x in caught]
+
+    run(backend, prop, symmetric_matrices(min_size=6, max_size=24, structures=("random", "indefinite"),
+                                          dtypes=("float64",), scaled=False),
+        st.sampled_from((1, 2)), st.sampled_from((-150, -30, -8, 0, 8, 30)), st.booleans(),
+        max_examples=5 if backend.name == "jax" else 12 if backend.name == "array_api_strict" else 25)
+
+
 def _elastic_rod(n):
     """scipy's test_lobpcg ElasticRod(n) generalized pencil (a rod vibration problem)."""
     L, le = 1.0, 1.0 / n

@@ -19,7 +19,10 @@ more SVQB-style scaling and drop, so a basis that lost rank never breaks ``eigh`
 (Cholesky-free). Blocks live on the operator's backend in float64 where available.
 
 Conventions of scipy: ``tol`` is an absolute bound on every residual norm
-``||A x - lambda B x||`` (default ``n sqrt(eps)``); ``maxiter`` (default 20) iterations;
+``||A x - lambda B x||``; its default is scipy's ``n sqrt(eps)``, scaled down by the size of the
+first block's products, ``min(1, max_i ||A x_i||)``, so a matrix of norm 1e-30 is not "converged" by
+its random start (scipy returns such a start unchanged); an explicit ``tol`` that the random start
+already meets while it is above ``1e-3 max_i ||A x_i||`` is warned about (``ConvergenceWarning``); ``maxiter`` (default 20) iterations;
 the best block seen (smallest mean residual) is returned after a final Rayleigh-Ritz
 step with fresh products, so the reported residual norms are the true ones;
 ``restartControl``: the directions ``P`` are dropped when the residual grows ``2**restartControl``
@@ -112,7 +115,9 @@ def lobpcg(A: Any, X: Any, B: Any = None, M: Any = None, Y: Any = None, tol: flo
     Y : array, shape (n, c), optional
         Constraints: the iteration stays in the ``B``-orthogonal complement of ``span(Y)``.
     tol : float, optional
-        Absolute residual tolerance (default ``n sqrt(eps)``).
+        Absolute residual tolerance (default ``n sqrt(eps) min(1, s)``, ``s`` the largest
+        ``||A x_i||`` of the first Rayleigh-Ritz block: scipy's default, tightened for
+        matrices of small norm).
     maxiter : int, optional
         Iterations (default 20).
     largest : bool
@@ -164,17 +169,18 @@ def lobpcg(A: Any, X: Any, B: Any = None, M: Any = None, Y: Any = None, tol: flo
     check_positive_int(verbosityLevel, "verbosityLevel", low=0)
     restartControl = check_positive_int(restartControl, "restartControl", low=0)
     eps = max(eps_of(Aop.dtype), eps_of(X.dtype))
-    tol_f = float(np.sqrt(eps) * n) if not tol_f else tol_f
-    run = _Lobpcg(Aop, ops.get("B"), ops.get("M"), n, k, tol_f, maxiter, largest, int(verbosityLevel),
-                  restartControl, X.dtype)
+    run = _Lobpcg(Aop, ops.get("B"), ops.get("M"), n, k, tol_f or None, maxiter, largest, int(verbosityLevel),
+                  restartControl, X.dtype, float(np.sqrt(eps) * n))
     with backends.host_blas_single_thread(Aop.xp):
         return run.run(X, Y, (bool(retLambdaHistory), bool(retResidualNormsHistory)))
 
 
 class _Lobpcg:
-    def __init__(self, A: Any, B: Any, M: Any, n: int, k: int, tol: float, maxiter: int, largest: bool,
-                 verbose: int, restart_control: int, out_dtype: Any) -> None:
-        self.A, self.B, self.M, self.n, self.k, self.tol = A, B, M, n, k, tol
+    def __init__(self, A: Any, B: Any, M: Any, n: int, k: int, tol: float | None, maxiter: int, largest: bool,
+                 verbose: int, restart_control: int, out_dtype: Any, default_tol: float) -> None:
+        self.A, self.B, self.M, self.n, self.k = A, B, M, n, k
+        self.given_tol = tol is not None
+        self.tol = default_tol if tol is None else tol  # the default is scaled in run()
         self.maxiter, self.largest, self.verbose = maxiter, largest, verbose
         self.rc, self.out_dtype = restart_control, out_dtype
         self.xp, self.rdt = A.xp, recurrence_dtype(A, "float64")
@@ -264,6 +270,9 @@ class _Lobpcg:
         sel = self._select(lam)
         Ct = self._small(C[:, sel])
         X, AX, BX, lam = X @ Ct, AX @ Ct, BX @ Ct, lam[sel]
+        scale = float(np.sqrt(np.abs(to_host(xp.sum(AX * AX, axis=0)))).max())  # the residuals' natural size
+        if not self.given_tol and 0.0 < scale < 1.0:
+            self.tol *= scale
         lam_hist, res_hist = [lam.copy()], []
         active = np.ones(self.k, dtype=bool)
         P = AP = BP = None
@@ -285,6 +294,12 @@ class _Lobpcg:
             if self.verbose:
                 print(f"lobpcg iteration {it}: active {int(active.sum())}, eigenvalues {lam}, residuals {rn}")
             if not active.any():
+                if it == 0 and self.given_tol and self.tol > 1e-3 * scale:
+                    warnings.warn(f"lobpcg: tol={self.tol:.3g} is an absolute bound (scipy's convention) and the "
+                                  f"start block already meets it, yet it is not small against the size of the "
+                                  f"products ({scale:.3g}): the eigenvalues may be far from converged; pass a "
+                                  f"smaller tol (or tol=None, scaled to the matrix)", ConvergenceWarning,
+                                  stacklevel=4)
                 break
             idx = xp.asarray(np.flatnonzero(active), **dev(self.A))
             W = self._apply("M", xp.take(R, idx, axis=1))
