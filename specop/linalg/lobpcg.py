@@ -22,7 +22,8 @@ Conventions of scipy: ``tol`` is an absolute bound on every residual norm
 ``||A x - lambda B x||``; its default is scipy's ``n sqrt(eps)``, scaled down by the size of the
 first block's products, ``min(1, max_i ||A x_i||)``, so a matrix of norm 1e-30 is not "converged" by
 its random start (scipy returns such a start unchanged); an explicit ``tol`` that the random start
-already meets while it is above ``1e-3 max_i ||A x_i||`` is warned about (``ConvergenceWarning``); ``maxiter`` (default 20) iterations;
+already meets while it is above ``1e-3 max_i ||A x_i||`` is warned about (``ConvergenceWarning``);
+``maxiter`` (default 20) iterations;
 the best block seen (smallest mean residual) is returned after a final Rayleigh-Ritz
 step with fresh products, so the reported residual norms are the true ones;
 ``restartControl``: the directions ``P`` are dropped when the residual grows ``2**restartControl``
