@@ -71,6 +71,34 @@ def test_lsqr_matches_lstsq(backend):
         max_examples=10 if backend.name == "jax" else 30 if few else 100)
 
 
+@pytest.mark.parametrize("solver", ["lsqr", "lsmr"])
+def test_least_squares_are_invariant_to_the_scale_of_a(backend, solver):
+    # x(s A, b) = x(A, b) / s: the stopping tests are ratios, so a matrix of norm 1e-150 or 1e150
+    # takes the same steps as at unit scale (scipy's lsqr adds eps to a denominator, its lsmr starts
+    # cond(A) from placeholders 1 and 1e100: both stop at once there, with a wrong x)
+    f = getattr(specop, solver)
+
+    def solve(A: np.ndarray, b: np.ndarray, n: int) -> tuple[np.ndarray, int, int]:
+        kw = {"iter_lim": 20 * n} if solver == "lsqr" else {"maxiter": 20 * n}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", specop.ConvergenceWarning)
+            res = f(specop.aslinearoperator(backend.asarray(A)), backend.asarray(b), atol=1e-10, btol=1e-10, **kw)
+        itn = res.itn if solver == "lsqr" else res.iterations
+        return backend.to_numpy(res.x).astype(np.float64), int(res.istop), int(itn)
+
+    def prop(case: RectCase, e: int) -> None:
+        b = case.rng(1).standard_normal(case.shape[0])
+        A = case.A / case.norm
+        x1, istop1, itn1 = solve(A, b, case.shape[1])
+        xs, istops, itns = solve(10.0 ** e * A, b, case.shape[1])
+        assert istops == istop1 and abs(itns - itn1) <= 1, (e, istops, istop1, itns, itn1)
+        np.testing.assert_allclose(xs * 10.0 ** e, x1, rtol=0, atol=1e-6 * max(np.linalg.norm(x1), 1e-300))
+
+    run(backend, prop, rect_matrices(structures=("spread", "random"), dtypes=("float64",)),
+        st.sampled_from((-150, -30, 30, 150)), max_examples=4 if backend.name == "jax" else 10 if
+        backend.name == "array_api_strict" else 30)
+
+
 def test_lsqr_reports_like_scipy_on_the_same_problems():
     # scipy's test_lsqr problem (a random well-conditioned system) and sparse/rank-deficient ones:
     # the same istop, itn within a few, and the same estimates

@@ -148,7 +148,9 @@ def _upper(xp: Any, s: dict[str, Any], U: Any, beta: Any, ATU: Any, damp: float,
     normA2 = s["normA2"] + beta * beta
     normA = xp.sqrt(normA2)
     normA2 = normA2 + alpha * alpha
-    maxrbar = xp.maximum(s["maxrbar"], rhobarold)
+    # rhobar starts as the placeholder 1 (not a value of the problem): left out of both at the first step,
+    # else cond(A) of a matrix of norm 1e-30 is estimated as 1e30 (scipy's lsmr stops there, istop 3)
+    maxrbar = _unless(xp, first, s["maxrbar"], xp.maximum(s["maxrbar"], rhobarold))
     minrbar = _unless(xp, first, s["minrbar"], xp.minimum(s["minrbar"], rhobarold))
     condA = xp.maximum(maxrbar, rhotemp) / xp.where(xp.minimum(minrbar, rhotemp) > 0,
                                                     xp.minimum(minrbar, rhotemp), 1e-300)
@@ -198,7 +200,7 @@ class _Lsmr:
         return {"X": X, "U": U, "V": V, "H": V, "Hbar": xp.zeros_like(V), "alpha": alpha, "alphabar": alpha,
                 "zetabar": alpha * beta, "rho": one, "rhobar": one, "cbar": one, "sbar": zero, "betadd": beta,
                 "betad": zero, "rhodold": one, "tautildeold": zero, "thetatilde": zero, "zeta": zero, "d": zero,
-                "normA2": alpha * alpha, "maxrbar": zero, "minrbar": zero + 1e100, "normb": normb,
+                "normA2": alpha * alpha, "maxrbar": zero, "minrbar": zero + float("inf"), "normb": normb,
                 "normA": alpha, "condA": one, "first": True}
 
     def step(self, s: dict[str, Any]) -> tuple[dict[str, Any], Any]:
