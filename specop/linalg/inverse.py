@@ -40,7 +40,7 @@ import numpy as np
 
 from specop import backends
 from specop._errors import ConvergenceWarning
-from specop.linalg._common import check_choice, check_positive_int, prepare
+from specop.linalg._common import check_choice, check_positive_int, ensure_symmetric, prepare
 from specop.linalg._solver_common import SolveResult, check_maxiter, check_real
 from specop.linalg.cg import cg
 from specop.linalg.minres import minres
@@ -115,6 +115,11 @@ class InverseOperator(LinearOperator):
     on_failure : {"raise", "warn"}
         What an inner solve that misses its tolerance does: raise :class:`InnerSolveError`
         (default) or warn (:class:`~specop.ConvergenceWarning`) and return its iterate.
+    check_symmetric : {"auto", True, False}
+        The symmetry check of ``A`` at construction, as in :func:`specop.eigsh` (``"auto"``: free
+        for operators symmetric by construction, two products for one that only claims it). The
+        inverse is declared symmetric, so the algorithms that get it trust it: a non-symmetric
+        ``A`` is refused here rather than giving plausible wrong eigenvalues there.
 
     Attributes
     ----------
@@ -133,8 +138,9 @@ class InverseOperator(LinearOperator):
 
     def __init__(self, A: Any, *, damping: float = 0.0, method: str = "cg", rtol: float = 1e-8,
                  atol: float = 0.0, maxiter: int | None = None, preconditioner: Any = None,
-                 on_failure: str = "raise") -> None:
+                 on_failure: str = "raise", check_symmetric: bool | str = "auto") -> None:
         A, _ = prepare(A, "InverseOperator")
+        ensure_symmetric(A, "InverseOperator", check_symmetric)
         self.method = check_choice(method, "method", METHODS)
         self.damping = check_real(damping, "damping", low=-np.inf)
         self.rtol, self.atol = check_real(rtol, "rtol"), check_real(atol, "atol")
