@@ -331,7 +331,7 @@ class _ThickRestart(Acceptance):
             return self.xp.asarray(np.ascontiguousarray(coeffs.T), dtype=self.rdt, **dev(self.A)) @ Q
         C = np.zeros((self.B.shape[0],) * 2)
         C[: coeffs.shape[1], self.p: self.p + coeffs.shape[0]] = coeffs.T
-        return rows_of(self.xp, self.xp.asarray(C, dtype=self.rdt, **dev(self.A)), self.B)
+        return rows_of(self.xp, C.astype(backends.dtype_name(self.rdt)), self.B)  # a host argument: no compile
 
     def _put(self, Y: Any, c: int) -> None:
         """Rows ``p .. p + c - 1`` of ``B`` set to the first ``c`` rows of ``Y``."""
@@ -376,7 +376,7 @@ class _ThickRestart(Acceptance):
         if vectors and self.fixed:  # locked row i is row i of B, active row j row B.shape[0] + j of the extra
             extra = active[2] if active is not None and active[0].size else self.B
             sel = np.where(idx < self.p, idx, idx - self.p + self.B.shape[0])
-            vecs = pick_rows(self.xp, self.B, extra, self.xp.asarray(sel, **dev(self.A)), dtype=self.A.dtype)
+            vecs = pick_rows(self.xp, self.B, extra, sel, dtype=self.A.dtype)
         elif vectors:
             sel = self.xp.asarray(idx, **dev(self.A))
             vecs = self.xp.astype(self.xp.take(rows, sel, axis=0).T, self.A.dtype)
