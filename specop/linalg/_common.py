@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -84,6 +85,7 @@ def dot(xp: Any, u: Any, v: Any) -> Any:
     return backends.vdot(u, v)
 
 
+@functools.lru_cache(maxsize=64)
 def _safe_range(dtype: Any) -> tuple[float, float]:
     """``(lo, hi)``: a sum of squares inside this open interval lost nothing to underflow or overflow.
 

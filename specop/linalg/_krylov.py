@@ -106,16 +106,18 @@ def normalize(xp: Any, w: Any, b: Any) -> Any:
     return w / xp.where(b > 0, b, xp.ones_like(b))
 
 
-def project_out(B: Any, w: Any, rows: int) -> tuple[Any, Any]:
+def project_out(B: Any, w: Any, rows: int, masked: bool | None = None) -> tuple[Any, Any]:
     """Orthogonalize ``w`` against rows ``0..rows-1`` of ``B`` by CGS2; returns ``(w, h)``.
 
     Where the backend compiles per shape (JAX) the whole ``B`` is used with the rows from ``rows``
     on masked out (one program per shape of ``B``; ``rows`` is traced), and ``h`` has one entry
-    per row of ``B`` (zero past ``rows``).
+    per row of ``B`` (zero past ``rows``). ``masked`` (default: whether the backend compiles per
+    shape) chooses the form without looking up ``B``'s namespace.
     """
-    xp = backends.namespace_of(B)
-    if backends.compiles_per_shape(xp):
-        return _cgs2_masked(xp, B, w, rows)
+    if masked is None:
+        masked = backends.compiles_per_shape(backends.namespace_of(B))
+    if masked:
+        return _cgs2_masked(backends.namespace_of(B), B, w, rows)
     Q = B[:rows, ...]
     h = Q @ w
     w = w - h @ Q

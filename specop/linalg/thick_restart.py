@@ -240,7 +240,7 @@ class _ThickRestart(Acceptance):
                 hb = backends.to_numpy(hb).astype(np.float64)
                 hfull, beta = hb[: p + j + 1], float(hb[-1])
             else:
-                w, h = project_out(self.B, self.Av @ q, p + j + 1)
+                w, h = project_out(self.B, self.Av @ q, p + j + 1, masked=False)
                 hfull = backends.to_numpy(h).astype(np.float64)
                 beta = float(safe_norm(self.xp, w, self.host))
             hh, self.C[:, j] = hfull[p:], hfull[:p]
