@@ -15,7 +15,8 @@ from typing import Any
 
 from benchmarks._common import RESULTS, fmt, render
 
-ORDER = ["operators", "topk", "densities", "overhead", "curvature", "svds", "eigsh_modes", "eigsh_wall", "solvers", "tracking"]
+ORDER = ["operators", "topk", "densities", "overhead", "curvature", "svds", "eigsh_modes", "eigsh_wall", "solvers",
+         "tracking"]
 ROOT = Path(__file__).resolve().parent.parent
 
 INTRO = """# Benchmarks
@@ -75,7 +76,8 @@ pip install torch==2.13.0  # the CPU wheel
 pip install -e ".[torch,jax,cli]" pyhessian matfree "hessian-eigenthings==1.0.0a5"
 pip install --no-deps curvlinops-for-pytorch==3.0.1 backpack-for-pytorch einconv unfoldNd linear_operator
 pip install einops opt-einsum tqdm   # curvlinops' light deps (its own pins would pull another torch)
-for b in operators topk densities overhead curvature svds eigsh_modes eigsh_wall solvers tracking; do python -m benchmarks.$b; done
+for b in operators topk densities overhead curvature svds eigsh_modes eigsh_wall solvers tracking; do
+  python -m benchmarks.$b; done
 python -m benchmarks.report
 ```
 """
