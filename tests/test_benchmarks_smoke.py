@@ -53,3 +53,23 @@ def test_curvature_quick_measures_the_masked_lm_and_the_cache_check(tmp_path):
     assert all(r[4] > 0 and r[5] > 0 for r in lm["rows"])
     assert 0 < cache["rows"][1][2] < 1  # the check is a part of a product
     assert {g["name"].split(" (")[0] for g in report["goals"]} >= {"masked-LM HVP/grad ≤ 2.5"}
+
+
+def test_eigsh_wall_rows_count_products_and_agree_with_arpack(tmp_path):
+    import numpy as np
+
+    from benchmarks import eigsh_wall
+    from benchmarks.report import build
+
+    G = np.random.default_rng(0).standard_normal((300, 300))
+    D = (G + G.T) / 2
+    res = eigsh_wall.run(eigsh_wall.Counting(lambda X: D @ X, 300), 1)
+    exact = np.linalg.eigvalsh(D)[-eigsh_wall.K:]
+    assert set(res) == {"specop", "scipy ARPACK"}
+    for products, wall, w in res.values():
+        assert products > eigsh_wall.K and wall > 0
+        assert np.allclose(w, exact, rtol=0, atol=1e-8 * np.abs(exact).max())
+    report = eigsh_wall.Report("eigsh_wall", "eigsh wall", True, "cpu")
+    report.table("t", ["matrix", "wall"]).add("dense", res["specop"][1])
+    report.finish(str(tmp_path / "eigsh_wall.json"))
+    assert "| dense |" in build(tmp_path)

@@ -43,3 +43,27 @@ def test_compiles_do_not_grow_with_the_iteration_count(backend, solver):
     steps = [getattr(r, name) for r in (short, long) for name in ("iterations", "itn") if hasattr(r, name)]
     assert steps == [2, 12], f"{solver}: expected runs of 2 and 12 iterations, got {steps}"
     assert grown == 0, f"{solver}: 12 iterations compiled {grown} programs more than 2 on the same shape"
+
+
+def test_eigsh_compiles_nothing_more_after_the_first_restarts(backend):
+    """Thick-restart eigsh: a run of many restarts and locks, on the shape of a run of 2 restarts,
+    compiles no program more (the locked rows and the restarts change no shape)."""
+    n = 29  # a size the other tests do not use
+    rng = np.random.default_rng(3)
+    Q, _ = np.linalg.qr(rng.standard_normal((n, n)))
+    S = (Q * np.linspace(0.0, 1.0, n)) @ Q.T  # evenly spaced: the top pairs converge and lock one by one
+    S = (S + S.T) / 2
+
+    def run(M, maxiter):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", specop.ConvergenceWarning)
+            return specop.eigsh(specop.aslinearoperator(backend.asarray(M)), k=3, ncv=6, tol=1e-10,
+                                maxiter=maxiter, seed=0, verify=False)
+
+    short = run(S, 2)
+    before = backends.compile_count()
+    long = run(S + 0.5 * np.eye(n), 100)
+    grown = backends.compile_count() - before
+    assert short.restarts == 3 and not short.converged, (short.restarts, short.converged)
+    assert long.restarts >= 10 and long.converged, (long.restarts, long.converged)
+    assert grown == 0, f"eigsh: {long.restarts} restarts compiled {grown} programs more than 2 on the same shape"

@@ -238,6 +238,10 @@ def from_numpy(a: np.ndarray, xp: ModuleType, device: Any = None, dtype: Any = N
     a = np.asarray(a, order="C")  # not ascontiguousarray: it turns a 0-d array into shape (1,)
     if backend_name(xp) == "numpy":
         return a if dtype is None else a.astype(dtype, copy=False)
+    if backend_name(xp) == "jax":  # a transfer, not a program (jnp.asarray compiles one per shape and dtype)
+        import jax
+
+        return jax.device_put(np.array(a, dtype=dtype), device)  # a copy: device_put may alias host memory
     kw = {} if device is None else {"device": device}
     return xp.asarray(a, dtype=dtype, **kw)
 

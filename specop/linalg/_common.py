@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -66,6 +67,9 @@ def check_v0(A: LinearOperator, v0: Any, what: str) -> Any:
 def start_vector(A: LinearOperator, v0: Any, seed: Any, dtype: Any, what: str, index: int = 0) -> Any:
     """Unit start vector in ``dtype``: ``v0`` normalised, or seeded Gaussian probe ``index``."""
     n = A.shape[0]
+    if v0 is None and backends.compiles_per_shape(A.xp):  # built on the host, one transfer (no compiles)
+        h = probes(n, 1, seed=seed, kind="gaussian", dtype=backends.dtype_name(dtype), start=index)[:, 0]
+        return backends.from_numpy(h / host_norms(h[:, None])[0], A.xp, A.device, dtype)
     if v0 is None:
         v = probes(n, 1, seed=seed, kind="gaussian", like=A, dtype=dtype, start=index)[:, 0]
     else:
@@ -81,6 +85,7 @@ def dot(xp: Any, u: Any, v: Any) -> Any:
     return backends.vdot(u, v)
 
 
+@functools.lru_cache(maxsize=64)
 def _safe_range(dtype: Any) -> tuple[float, float]:
     """``(lo, hi)``: a sum of squares inside this open interval lost nothing to underflow or overflow.
 

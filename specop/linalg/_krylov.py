@@ -29,10 +29,13 @@ from typing import Any
 import numpy as np
 
 from specop import backends
-from specop.linalg._common import check_finite, column_norms, norm
+from specop.linalg._common import check_finite, column_norms, device_norm, norm
+from specop.linalg._krylov_util import _cgs2_masked
 
 __all__ = ["RecurrenceView", "three_term", "three_term_unnormalized", "safe_norm", "normalize", "project_out",
-           "first_breakdown", "reorth_policy", "NoReorth", "FullReorth", "SelectiveReorth", "HostTridiagonal"]
+           "first_breakdown", "reorth_policy",
+           "project_step", "pick_rows", "put_row", "put_rows", "rows_of",
+           "NoReorth", "FullReorth", "SelectiveReorth", "HostTridiagonal"]
 
 
 class RecurrenceView:
@@ -103,13 +106,62 @@ def normalize(xp: Any, w: Any, b: Any) -> Any:
     return w / xp.where(b > 0, b, xp.ones_like(b))
 
 
-def project_out(B: Any, w: Any, rows: int) -> tuple[Any, Any]:
-    """Orthogonalize ``w`` against rows ``0..rows-1`` of ``B`` by CGS2; returns ``(w, h)``."""
+def project_out(B: Any, w: Any, rows: int, masked: bool | None = None) -> tuple[Any, Any]:
+    """Orthogonalize ``w`` against rows ``0..rows-1`` of ``B`` by CGS2; returns ``(w, h)``.
+
+    Where the backend compiles per shape (JAX) the whole ``B`` is used with the rows from ``rows``
+    on masked out (one program per shape of ``B``; ``rows`` is traced), and ``h`` has one entry
+    per row of ``B`` (zero past ``rows``). ``masked`` (default: whether the backend compiles per
+    shape) chooses the form without looking up ``B``'s namespace.
+    """
+    if masked is None:
+        masked = backends.compiles_per_shape(backends.namespace_of(B))
+    if masked:
+        return _cgs2_masked(backends.namespace_of(B), B, w, rows)
     Q = B[:rows, ...]
     h = Q @ w
     w = w - h @ Q
     h2 = Q @ w
     return w - h2 @ Q, h + h2
+
+
+@backends.kernel
+def project_step(xp: Any, B: Any, w: Any, rows: Any) -> tuple[Any, Any]:
+    """:func:`project_out` of the whole ``B`` (rows ``>= rows`` masked) and the norm, for compiling backends.
+
+    Returns ``(w, hb)``: ``hb[:-1]`` the CGS2 coefficients (one per row of ``B``, zero past ``rows``)
+    and ``hb[-1] = ||w||`` (:func:`specop.linalg._common.device_norm`): one host read per step.
+    """
+    w, h = _cgs2_masked(xp, B, w, rows)
+    return w, xp.concat([h, xp.reshape(device_norm(xp, w), (1,))])
+
+
+@backends.kernel
+def put_row(xp: Any, B: Any, i: Any, w: Any, beta: Any) -> tuple[Any, Any]:
+    """``(B with row i = w / beta, w / beta)`` (``i`` traced: one program per shape of ``B``)."""
+    q = w / beta
+    return backends.assign(B, (i, Ellipsis), q), q
+
+
+@backends.kernel
+def put_rows(xp: Any, B: Any, Y: Any, start: Any, count: Any) -> Any:
+    """``B`` with rows ``start .. start + count - 1`` replaced by rows ``0 .. count - 1`` of ``Y`` (fixed shapes)."""
+    i = xp.arange(B.shape[0])
+    src = xp.take(Y, xp.clip(i - start, 0, Y.shape[0] - 1), axis=0)
+    mask = (i >= start) & (i < start + count)
+    return xp.where(mask[:, None], src, B)
+
+
+@backends.kernel
+def rows_of(xp: Any, C: Any, B: Any) -> Any:
+    """``C @ B``: combinations of the rows of ``B`` (``C`` padded to a fixed shape by the caller)."""
+    return C @ B
+
+
+@backends.kernel(static=("dtype",))
+def pick_rows(xp: Any, B: Any, extra: Any, sel: Any, dtype: Any) -> Any:
+    """Rows ``sel`` of ``B`` stacked on ``extra``, as columns in ``dtype`` (the eigenvectors of a result)."""
+    return xp.astype(xp.take(xp.concat([B, extra], axis=0), sel, axis=0).T, dtype)
 
 
 def first_breakdown(alpha: np.ndarray, beta: np.ndarray, lo: int, eps: float, anorm: float) -> int | None:

@@ -35,13 +35,13 @@ from __future__ import annotations
 import dataclasses
 import math
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from specop import backends
-from specop._errors import ConvergenceWarning, NonFiniteError
+from specop._errors import ConvergenceWarning
 from specop._validate import check_bool, check_seed, check_tolerance, fail
 from specop.linalg._common import (
     SYMMETRY_MODES,
@@ -52,11 +52,19 @@ from specop.linalg._common import (
     host_norms,
     prepare,
     recurrence_dtype,
-    rounding_asymmetry,
     start_vector,
-    symmetry_refusal,
 )
-from specop.linalg._krylov import RecurrenceView, project_out, safe_norm
+from specop.linalg._eigsh_result import EigshResult, _dense
+from specop.linalg._krylov import (
+    RecurrenceView,
+    pick_rows,
+    project_out,
+    project_step,
+    put_row,
+    put_rows,
+    rows_of,
+    safe_norm,
+)
 from specop.linalg._krylov_util import dev
 from specop.linalg._locking import Acceptance, extra_kept
 from specop.linalg._warm import warm_start
@@ -65,68 +73,6 @@ from specop.linalg._which import kept, wanted
 __all__ = ["eigsh", "EigshResult"]
 
 WHICH = ("LA", "SA", "LM", "BE", "SM")
-
-
-@dataclass(frozen=True)
-class EigshResult:
-    """Outcome of :func:`eigsh`; unpacks as ``w, v = eigsh(...)`` like scipy.
-
-    Attributes
-    ----------
-    eigenvalues : numpy.ndarray, shape (k,)
-        Ascending (scipy's order), float64 on the host.
-    eigenvectors : array of shape (n, k) or None
-        Columns match ``eigenvalues``; the operator's backend, dtype and device.
-    residual_norms : numpy.ndarray, shape (k,)
-        ``||A v - w v||`` estimates of each pair.
-    matvecs : int
-        Products with ``A`` spent.
-    converged : bool
-        Whether every pair met the tolerance.
-    restarts : int
-        Number of thick restarts.
-    verified : bool
-        Whether the multiplicity check settled (see :func:`eigsh`'s ``verify``):
-        False when it was switched off or the run hit ``maxiter``.
-    """
-
-    eigenvalues: np.ndarray
-    eigenvectors: Any = field(repr=False)
-    residual_norms: np.ndarray
-    matvecs: int
-    converged: bool
-    restarts: int = 0
-    verified: bool = False
-
-    def __iter__(self):
-        yield self.eigenvalues
-        yield self.eigenvectors
-
-
-def _dense(A: Any, k: int, which: str, vectors: bool, check: bool) -> EigshResult:
-    """All eigenpairs of ``to_dense()`` by LAPACK; ``check``: refuse a matrix that is not symmetric.
-
-    With ``check`` the whole matrix is compared with its transpose: a difference beyond the
-    rounding of its products (``1e3 eps sqrt(n) max |A|``; zero for a dense matrix) is refused,
-    one within it is averaged away (as is any difference without ``check``: an operator
-    symmetric by construction whose products are inexact).
-    """
-    D = backends.to_numpy(A.to_dense()).astype(np.float64)
-    bad = np.flatnonzero(~np.isfinite(D).all(axis=0))
-    if bad.size:
-        raise NonFiniteError(f"eigsh (dense path): the product A @ e_j returned NaN or Inf for column j = {bad[0]}")
-    if check:
-        asym, top = float(np.max(np.abs(D - D.T))), float(np.max(np.abs(D)))
-        tol = rounding_asymmetry(A)
-        if asym > tol * top:
-            raise symmetry_refusal("eigsh", f"max |A - A^T| = {asym:.3g} = {asym / top:.2e} max |A| > "
-                                   f"{tol:.1e} max |A| (the whole matrix, dense path)")
-    w, V = np.linalg.eigh((D + D.T) / 2)
-    idx = np.sort(wanted(w, k, which))
-    vecs = None
-    if vectors:
-        vecs = backends.from_numpy(V[:, idx], A.xp, A.device, A.dtype)
-    return EigshResult(w[idx], vecs, np.zeros(idx.size), A.shape[0], True, 0, True)
 
 
 def eigsh(A: Any, k: int = 6, *, which: str = "LA", tol: float = 1e-8, maxiter: int | None = None,
@@ -251,6 +197,7 @@ class _ThickRestart(Acceptance):
         self.seed, self.verify = seed, verify
         self.xp, self.rdt = A.xp, recurrence_dtype(A, "float64")
         self.host = backends.is_host(A.xp, A.device)
+        self.fixed = backends.compiles_per_shape(A.xp)  # JAX: fixed-shape kernels, rows traced
         self.eps = float(np.finfo(backends.dtype_name(A.dtype)).eps)
         self.tol = tol if tol > 0 else self.eps
         self.B = self.xp.zeros((min(n, k + ncv) + 1, n), dtype=self.rdt, **dev(A))
@@ -268,6 +215,9 @@ class _ThickRestart(Acceptance):
         """A seeded random unit vector orthogonal to ``B[:rows]`` (deflation restart)."""
         self.fresh += 1
         v = start_vector(self.A, None, self.seed, self.rdt, "eigsh", index=self.fresh)
+        if rows and self.fixed:  # the program of the Lanczos steps
+            v, hb = project_step(self.xp, self.B, v, rows)
+            return v / float(backends.to_numpy(hb)[-1])
         if rows:
             v, _ = project_out(self.B, v, rows)
         return v / safe_norm(self.xp, v, self.host)
@@ -281,14 +231,19 @@ class _ThickRestart(Acceptance):
         """Lanczos steps from active row ``l`` until a stop test fires; returns the Ritz data."""
         p = self.p
         m = min(self.ncv, self.n - p)
-        self.B = backends.assign(self.B, p + l, q)
+        self.B = put_row(self.xp, self.B, p + l, q, 1.0)[0] if self.fixed else backends.assign(self.B, p + l, q)
         for j in range(l, m):
             # Krylov-Schur step: w = A q_j orthogonalized against every row (locked and active) by CGS2;
             # the coefficients are column j of the projected matrix (and of the coupling C to locked rows)
-            w, h = project_out(self.B, self.Av @ q, p + j + 1)
-            hfull = backends.to_numpy(h).astype(np.float64)
+            if self.fixed:  # one program for the projection and the norm, one host read
+                w, hb = project_step(self.xp, self.B, self.Av @ q, p + j + 1)
+                hb = backends.to_numpy(hb).astype(np.float64)
+                hfull, beta = hb[: p + j + 1], float(hb[-1])
+            else:
+                w, h = project_out(self.B, self.Av @ q, p + j + 1, masked=False)
+                hfull = backends.to_numpy(h).astype(np.float64)
+                beta = float(safe_norm(self.xp, w, self.host))
             hh, self.C[:, j] = hfull[p:], hfull[:p]
-            beta = float(safe_norm(self.xp, w, self.host))
             if not (math.isfinite(beta) and np.isfinite(hfull).all()):
                 check_finite(np.append(hfull, beta), "eigsh", self.matvecs - 1)
             T[: j + 1, j] = hh
@@ -307,8 +262,11 @@ class _ThickRestart(Acceptance):
                     break
                 if (lock.size if verifying else all_conv):
                     break
-            q = w / beta
-            self.B = backends.assign(self.B, p + j + 1, q)
+            if self.fixed:
+                self.B, q = put_row(self.xp, self.B, p + j + 1, w, beta)
+            else:
+                q = w / beta
+                self.B = backends.assign(self.B, p + j + 1, q)
         return _Ritz(theta, S, rho, size, w, beta, invariant, lock, finished, all_conv)
 
     def run(self, v0: Any, vectors: bool) -> EigshResult:
@@ -319,7 +277,7 @@ class _ThickRestart(Acceptance):
             r = self._expand(q, T, l, verifying)
             theta, S, rho, size, lock, finished, all_conv = r.theta, r.S, r.rho, r.size, r.lock, r.finished, r.all_conv
             p = self.p
-            Q = self.B[p: p + size, ...]
+            Q = None if self.fixed else self.B[p: p + size, ...]  # fixed shapes: _rows reads B itself
             Y = self._rows(S[:, lock], Q) if lock.size else None
             if finished:
                 self._lock(Y, theta[lock], rho[lock])
@@ -329,7 +287,7 @@ class _ThickRestart(Acceptance):
             self.check_restarts += verifying
             if (self.check_restarts if verifying else self.restarts - self.check_restarts) > self.maxiter:
                 pool = np.setdiff1d(np.arange(size), lock)  # the best active pairs fill up the result;
-                active = (theta[pool], rho[pool], self._rows(S[:, pool], Q))  # before _lock overwrites Q's rows
+                active = (theta[pool], rho[pool], self._rows(S[:, pool], Q))  # before _lock
                 self._lock(Y, theta[lock], rho[lock])
                 res = self._result(vectors, None, active)
                 what = "the multiplicity check did not settle" if verifying else "no convergence"
@@ -357,15 +315,30 @@ class _ThickRestart(Acceptance):
             if self.p + l >= self.n:
                 break
             if K is not None:
-                self.B = backends.assign(self.B, (slice(self.p, self.p + l), Ellipsis), K)
+                self._put(K, l)
             T = np.zeros((self.ncv, self.ncv))
             T[np.arange(l), np.arange(l)] = theta[keep]
             q = self._fresh_vector(self.p + l) if (r.invariant or l == 0) else r.w / r.beta
         return self._result(vectors, True)
 
     def _rows(self, coeffs: np.ndarray, Q: Any) -> Any:
-        """``coeffs.T @ Q`` on the device: Ritz vectors as rows."""
-        return self.xp.asarray(np.ascontiguousarray(coeffs.T), dtype=self.rdt, **dev(self.A)) @ Q
+        """``coeffs.T @ Q`` on the device: Ritz vectors as rows.
+
+        With fixed shapes (``Q`` None) the active rows ``B[p:]`` are combined with the coefficients
+        padded to ``B``'s height: the rows past ``coeffs.shape[1]`` are zero (see :meth:`_put`).
+        """
+        if Q is not None:
+            return self.xp.asarray(np.ascontiguousarray(coeffs.T), dtype=self.rdt, **dev(self.A)) @ Q
+        C = np.zeros((self.B.shape[0],) * 2)
+        C[: coeffs.shape[1], self.p: self.p + coeffs.shape[0]] = coeffs.T
+        return rows_of(self.xp, C.astype(backends.dtype_name(self.rdt)), self.B)  # a host argument: no compile
+
+    def _put(self, Y: Any, c: int) -> None:
+        """Rows ``p .. p + c - 1`` of ``B`` set to the first ``c`` rows of ``Y``."""
+        if self.fixed:
+            self.B = put_rows(self.xp, self.B, Y, self.p, c)
+        else:
+            self.B = backends.assign(self.B, (slice(self.p, self.p + c), Ellipsis), Y)
 
     def _lock(self, Y: Any, vals: np.ndarray, res: np.ndarray) -> None:
         if Y is None:
@@ -375,7 +348,7 @@ class _ThickRestart(Acceptance):
         if need > self.B.shape[0]:  # grow (verification may lock extra copies)
             extra = self.xp.zeros((need - self.B.shape[0], self.n), dtype=self.rdt, **dev(self.A))
             self.B = self.xp.concat([self.B, extra], axis=0)
-        self.B = backends.assign(self.B, (slice(self.p, self.p + c), Ellipsis), Y)
+        self._put(Y, c)
         self.p += c
         self.locked_vals.extend(float(v) for v in vals)
         self.locked_res.extend(float(r) for r in res)
@@ -386,11 +359,13 @@ class _ThickRestart(Acceptance):
         ``converged`` None: whether every one of them meets the tolerance."""
         vals = np.asarray(self.locked_vals)
         res = np.asarray(self.locked_res)
-        rows = self.B[: self.p, ...]
-        if active is not None and active[0].size:  # unconverged: fill with the best active Ritz pairs
+        rows = None if self.fixed else self.B[: self.p, ...]
+        if active is not None and active[0].size and not self.fixed:  # unconverged: add the best active pairs
             vals = np.concatenate([vals, active[0]])
             res = np.concatenate([res, active[1]])
-            rows = self.xp.concat([rows, active[2]], axis=0)
+            rows = self.xp.concat([rows, active[2][: active[0].size, ...]], axis=0)
+        elif active is not None and active[0].size:  # fixed shapes: the active rows (padded) after B's
+            vals, res = np.concatenate([vals, active[0]]), np.concatenate([res, active[1]])
         idx = wanted(vals, self.k, self.which)
         idx = idx[np.argsort(vals[idx], kind="stable")]
         if converged is None:
@@ -398,7 +373,11 @@ class _ThickRestart(Acceptance):
         if idx.size < self.k:  # never "converged" with fewer than k pairs
             converged = False
         vecs = None
-        if vectors:
+        if vectors and self.fixed:  # locked row i is row i of B, active row j row B.shape[0] + j of the extra
+            extra = active[2] if active is not None and active[0].size else self.B
+            sel = np.where(idx < self.p, idx, idx - self.p + self.B.shape[0])
+            vecs = pick_rows(self.xp, self.B, extra, sel, dtype=self.A.dtype)
+        elif vectors:
             sel = self.xp.asarray(idx, **dev(self.A))
             vecs = self.xp.astype(self.xp.take(rows, sel, axis=0).T, self.A.dtype)
         return EigshResult(vals[idx], vecs, res[idx], self.matvecs, converged, self.restarts, self.verified)
