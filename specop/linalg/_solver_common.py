@@ -220,6 +220,11 @@ def _round(A: LinearOperator, kernel: Any, X: Any, R: Any, cols_idx: np.ndarray,
         matvecs += kernel.products * live.size * chunk
         log = backends.to_numpy(reports[0])[None] if chunk == 1 else backends.to_numpy(xp.stack(reports))
         res_h, code_h = log[:, 0, :].astype(np.float64), log[:, 1, :].astype(np.float64)
+        if chunk == 1 and not code_h.any() and np.isfinite(res_h).all() and np.all(cols.iters[live] + 1 < maxiter):
+            for c, j in enumerate(live):  # the common host step: every column goes on
+                cols.history[j].append(float(res_h[0, c]))
+            cols.iters[live] += 1
+            continue
         done = np.zeros(live.size, dtype=bool)
         for c, j in enumerate(live):
             stop = np.flatnonzero(code_h[:, c] != 0)  # NaN != 0 too
