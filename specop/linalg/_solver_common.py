@@ -27,86 +27,41 @@ none per iteration or restart. This module does everything else, once:
   replacement strategies for Krylov subspace iterative methods for the convergence of
   true residuals", SIAM J. Sci. Comput. 22, 2000) while that still halves it; past
   that the attainable accuracy is reached and the column is reported unconverged;
-* warnings (:class:`~specop.ConvergenceWarning`) with the numbers, and the result.
+* warnings (:class:`~specop.ConvergenceWarning`) with the numbers, and the result
+  (both in ``specop.linalg._solver_result``; the kernels in ``specop.linalg._solver_kernels``,
+  re-exported here).
 """
 
 from __future__ import annotations
 
 import math
 import numbers
-import warnings
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from specop import backends
-from specop._errors import ConvergenceWarning, NonFiniteError
+from specop._errors import NonFiniteError
+from specop.linalg._solver_kernels import (
+    apply,
+    cdot,
+    colnorms,
+    finish_step,
+    residual_norms,
+    status,
+    take_columns,
+)
+from specop.linalg._solver_result import Columns, SolveResult, result
 from specop.operators.base import LinearOperator
 
 __all__ = ["SolveResult", "SYNC_EVERY", "check_real", "check_maxiter", "as_block", "as_operator",
            "apply", "cdot", "colnorms", "drive", "finish_step", "residual_norms", "result_dtype", "solve_block",
            "status", "take_columns"]
 
+_Columns = Columns  # the name lsmr imports
+
 #: Iterations between host reads of the convergence codes on an accelerator.
 SYNC_EVERY = 8
-
-
-@dataclass(frozen=True)
-class SolveResult:
-    """Outcome of :func:`~specop.linalg.cg`, :func:`~specop.linalg.minres` or :func:`~specop.linalg.lsmr`.
-
-    Unpacks as scipy's ``x, info = cg(A, b)``.
-
-    Attributes
-    ----------
-    x : array
-        The solution, shaped like ``b`` (``(n,)`` or ``(n, k)``), on the operator's backend
-        and device, in the promoted dtype of ``A`` and ``b``.
-    info : int
-        scipy's convention: 0 every column converged; ``> 0`` not converged (the iteration
-        count); ``< 0`` breakdown (negative curvature in cg, indefinite preconditioner).
-    residual_norms : numpy.ndarray
-        The *true* final residual norms ``||b - A x||`` (lsmr: of the damped system),
-        computed from the returned ``x``; shape ``()`` for a vector ``b``, ``(k,)`` for a block.
-    iterations : int
-        Iterations of the column that needed most.
-    matvecs : int
-        Products with ``A`` (single columns; lsmr counts ``A`` and ``A^T``), the final
-        true-residual products included.
-    converged : bool
-        Whether every column met the tolerance (by its true residual).
-    residual_history : numpy.ndarray
-        Residual norm per iteration (the solver's recursive estimate, the quantity its
-        stopping test saw; a true residual where a column was restarted), shape
-        ``(iterations + 1,)`` or ``(iterations + 1, k)``; a column that finished early
-        repeats its last value.
-    column_info : numpy.ndarray
-        ``info`` of each column (shape ``()`` or ``(k,)``).
-    column_iterations : numpy.ndarray
-        Iterations of each column.
-    negative_curvature : array or None
-        cg only: for columns that met ``p^T A p <= 0``, the direction ``p`` (zero
-        columns elsewhere), shaped like ``x``; None when no column did.
-    method : str
-        The solver.
-    """
-
-    x: Any = field(repr=False)
-    info: int
-    residual_norms: np.ndarray
-    iterations: int
-    matvecs: int
-    converged: bool
-    residual_history: np.ndarray = field(repr=False)
-    column_info: np.ndarray = field(repr=False)
-    column_iterations: np.ndarray = field(repr=False)
-    negative_curvature: Any = field(default=None, repr=False)
-    method: str = ""
-
-    def __iter__(self):
-        yield self.x
-        yield self.info
 
 
 # ------------------------------------------------------------------ argument checks
@@ -162,56 +117,6 @@ def as_operator(M: Any, A: LinearOperator, name: str) -> LinearOperator:
     return op
 
 
-# ------------------------------------------------------------------ small kernels
-def apply(A: LinearOperator, V: Any, rdt: Any) -> Any:
-    """``A @ V`` with ``V`` in ``rdt``: the product in ``A``'s dtype, the result back in ``rdt``."""
-    xp = A.xp
-    return backends.astype(A.matmat(backends.astype(V, A.dtype, xp)), rdt, xp)
-
-
-def cdot(xp: Any, U: Any, V: Any) -> Any:
-    """Column-wise inner products ``sum_i U[i, j] V[i, j]`` (device array of shape ``(k,)``)."""
-    return xp.sum(U * V, axis=0)
-
-
-@backends.kernel
-def colnorms(xp: Any, X: Any) -> Any:
-    """Column 2-norms ``sqrt(sum_i X[i, j]^2)`` (device array of shape ``(k,)``)."""
-    return xp.sqrt(cdot(xp, X, X))
-
-
-@backends.kernel
-def residual_norms(xp: Any, B: Any, idx: Any, AX: Any) -> tuple[Any, Any]:
-    """``R = B[:, idx] - AX`` and its column norms."""
-    R = _take(xp, B, idx) - AX
-    return R, xp.sqrt(cdot(xp, R, R))
-
-
-def status(xp: Any, like: Any, *cases: tuple[Any, float]) -> Any:
-    """Status codes: the value of the first ``(mask, value)`` case that holds, 0 where none does."""
-    code = xp.zeros_like(like)
-    for mask, value in reversed(cases):
-        code = xp.where(mask, code * 0.0 + value, code)
-    return code
-
-
-def finish_step(xp: Any, res: Any, code: Any, active: Any, finite: Any) -> tuple[Any, Any]:
-    """The end of every kernel step: NaN codes where a value was not finite, the new active mask,
-    and the ``(2, k)`` report ``[res; code]`` the driver reads (for use inside kernels)."""
-    code = xp.where(active & ~finite, xp.nan, code)
-    return active & (code == 0), xp.stack([res, code])
-
-
-def _take(xp: Any, arr: Any, idx: Any) -> Any:
-    return xp.take(arr, idx, axis=arr.ndim - 1)
-
-
-@backends.kernel
-def take_columns(xp: Any, arrays: dict[str, Any], idx: Any) -> dict[str, Any]:
-    """The columns ``idx`` (last axis) of every array of ``arrays`` (one program for a whole state)."""
-    return {name: _take(xp, v, idx) for name, v in arrays.items()}
-
-
 def _index(A: LinearOperator, idx: np.ndarray) -> Any:
     kw = {} if A.device is None else {"device": A.device}
     return A.xp.asarray(idx.astype(np.int64), **kw)
@@ -246,19 +151,6 @@ def solve_block(A: LinearOperator, Aeff: LinearOperator, b: Any, x0: Any, rtol: 
 
 
 # ------------------------------------------------------------------ the driver
-class _Columns:
-    """Host bookkeeping of every right-hand side: history, iterations, codes, final iterates."""
-
-    def __init__(self, k: int, res0: np.ndarray) -> None:
-        self.history: list[list[float]] = [[float(r)] for r in res0]
-        self.iters = np.zeros(k, dtype=np.int64)
-        self.codes = np.zeros(k, dtype=np.int64)
-        self.x: list[Any] = [None] * k
-        self.direction: list[Any] = [None] * k
-        self.finals: list[dict[str, Any]] = [{} for _ in range(k)]
-        self.true = res0.astype(np.float64).copy()
-
-
 def drive(A: LinearOperator, kernel: Any, B: Any, X: Any, R: Any, tol: np.ndarray, maxiter: int,
           what: str, callback: Any, vector: bool, out_dtype: Any, matvecs: int) -> SolveResult:
     """Run ``kernel`` on the columns of ``B`` from iterates ``X`` with residuals ``R`` (see the module docstring)."""
@@ -268,7 +160,7 @@ def drive(A: LinearOperator, kernel: Any, B: Any, X: Any, R: Any, tol: np.ndarra
     res0 = backends.to_numpy(colnorms(xp, R)).astype(np.float64)
     if not np.all(np.isfinite(res0)):
         raise NonFiniteError(f"{what}: the product A @ x0 returned NaN or Inf (iteration 0)")
-    cols = _Columns(k, res0)
+    cols = Columns(k, res0)
     todo = np.flatnonzero(~(res0 <= tol))
     for j in np.flatnonzero(res0 <= tol):
         cols.x[j], cols.codes[j] = X[:, int(j)], 1
@@ -297,11 +189,11 @@ def drive(A: LinearOperator, kernel: Any, B: Any, X: Any, R: Any, tol: np.ndarra
             XR = take_columns(xp, {"X": Xf, "R": Rf}, _index(A, np.asarray(again)))
             X, R = XR["X"], XR["R"]
         todo = finished[np.asarray(again, dtype=np.int64)]
-    return _result(A, B, cols, tol, maxiter, what, vector, out_dtype, matvecs)
+    return result(A, B, cols, tol, maxiter, what, vector, out_dtype, matvecs)
 
 
 def _round(A: LinearOperator, kernel: Any, X: Any, R: Any, cols_idx: np.ndarray, tol: np.ndarray,
-           maxiter: int, cols: _Columns, sync_every: int, what: str, callback: Any, k: int) -> int:
+           maxiter: int, cols: Columns, sync_every: int, what: str, callback: Any, k: int) -> int:
     """One restart of the kernel on the columns ``cols_idx``; returns the matvecs it spent."""
     xp = A.xp
     tol_dev = backends.from_numpy(tol[cols_idx], xp, A.device, X.dtype)
@@ -328,6 +220,11 @@ def _round(A: LinearOperator, kernel: Any, X: Any, R: Any, cols_idx: np.ndarray,
         matvecs += kernel.products * live.size * chunk
         log = backends.to_numpy(reports[0])[None] if chunk == 1 else backends.to_numpy(xp.stack(reports))
         res_h, code_h = log[:, 0, :].astype(np.float64), log[:, 1, :].astype(np.float64)
+        if chunk == 1 and not code_h.any() and np.isfinite(res_h).all() and np.all(cols.iters[live] + 1 < maxiter):
+            for c, j in enumerate(live):  # the common host step: every column goes on
+                cols.history[j].append(float(res_h[0, c]))
+            cols.iters[live] += 1
+            continue
         done = np.zeros(live.size, dtype=bool)
         for c, j in enumerate(live):
             stop = np.flatnonzero(code_h[:, c] != 0)  # NaN != 0 too
@@ -361,70 +258,8 @@ def _is_columns(v: Any, k: int) -> bool:
     return backends.is_array(v) and v.ndim >= 1 and v.shape[-1] == k
 
 
-def _assemble(xp: Any, X: Any, live: np.ndarray, cols: _Columns, k: int) -> Any:
+def _assemble(xp: Any, X: Any, live: np.ndarray, cols: Columns, k: int) -> Any:
     """The current iterate of every column (for ``callback``)."""
     pos = {int(j): c for c, j in enumerate(live)}
     parts = [X[:, pos[j]] if j in pos else cols.x[j] for j in range(k)]
     return xp.stack(parts, axis=1)
-
-
-def _result(A: LinearOperator, B: Any, cols: _Columns, tol: np.ndarray, maxiter: int, what: str,
-            vector: bool, out_dtype: Any, matvecs: int) -> SolveResult:
-    xp = A.xp
-    conv = cols.true <= tol
-    info_c = np.where(conv, 0, np.where(cols.codes < 0, -1, np.maximum(cols.iters, 1)))
-    bnorm = backends.to_numpy(colnorms(xp, B)).astype(np.float64)
-    rel = cols.true / np.where(bnorm > 0, bnorm, 1.0)
-    neg = np.flatnonzero(cols.codes == -1)
-    curvature = None
-    if any(cols.direction[j] is not None for j in range(len(cols.x))):
-        zero = xp.zeros_like(cols.x[0])
-        curvature = xp.stack([d if d is not None else zero for d in cols.direction], axis=1)
-        curvature = backends.astype(curvature, out_dtype, xp)
-        curvature = curvature[:, 0] if vector else curvature
-    if neg.size:
-        which = "" if vector else f" (right-hand sides {neg.tolist()})"
-        warnings.warn(f"{what}: stopped at iteration(s) {cols.iters[neg].tolist()}{which}: "
-                      f"{_breakdown_text(what)}; relative residual(s) {_fmt(rel[neg])}",
-                      ConvergenceWarning, stacklevel=3)
-    bad = np.flatnonzero(~conv & (cols.codes >= 0))
-    if bad.size:
-        which = "" if vector else f"{bad.size} of {len(cols.x)} right-hand sides: "
-        why = [_reason(int(cols.codes[j]), int(cols.iters[j]), maxiter) for j in bad]
-        warnings.warn(f"{what}: {which}not converged: relative residual(s) {_fmt(rel[bad])} > tolerance(s) "
-                      f"{_fmt(tol[bad] / np.where(bnorm[bad] > 0, bnorm[bad], 1.0))} ({'; '.join(sorted(set(why)))})",
-                      ConvergenceWarning, stacklevel=3)
-    length = max(len(h) for h in cols.history)
-    hist = np.array([h + [h[-1]] * (length - len(h)) for h in cols.history]).T
-    x = backends.astype(cols.x[0][:, None] if len(cols.x) == 1 else xp.stack(cols.x, axis=1), out_dtype, xp)
-    info = 0 if conv.all() else (-1 if neg.size else int(cols.iters.max()))
-    squeeze = (lambda a: a[..., 0]) if vector else (lambda a: a)
-    return SolveResult(x=x[:, 0] if vector else x, info=info, residual_norms=squeeze(cols.true),
-                       iterations=int(cols.iters.max()), matvecs=int(matvecs), converged=bool(conv.all()),
-                       residual_history=squeeze(hist), column_info=squeeze(info_c),
-                       column_iterations=squeeze(cols.iters.copy()), negative_curvature=curvature,
-                       method=what)
-
-
-def _breakdown_text(what: str) -> str:
-    if what == "cg":
-        return ("negative curvature p^T A p <= 0 (A is not positive definite, or the preconditioner "
-                "is not): the iterate before that step is returned and the direction p is in "
-                "result.negative_curvature; use minres for a symmetric indefinite A")
-    return "the preconditioner M is not positive definite (r^T M r < 0)"
-
-
-def _reason(code: int, iters: int, maxiter: int) -> str:
-    if iters >= maxiter and code in (0, 1):
-        return f"iteration limit maxiter = {maxiter} reached"
-    if code == 2:
-        return "the residual stagnated at a least-squares solution: b is not in the range of the operator"
-    if code == 3:
-        return "the Krylov space became invariant: b is not in the range of the operator"
-    if code == 1:
-        return "the true residual stagnated above the tolerance: the attainable accuracy of the operator's dtype"
-    return f"iteration limit maxiter = {maxiter} reached"
-
-
-def _fmt(a: np.ndarray) -> str:
-    return ", ".join(f"{v:.2e}" for v in np.asarray(a).ravel()[:6]) + (" ..." if np.asarray(a).size > 6 else "")

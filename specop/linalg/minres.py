@@ -38,7 +38,7 @@ import numpy as np
 
 from specop import backends
 from specop.linalg._common import prepare, recurrence_dtype
-from specop.linalg._krylov import RecurrenceView, three_term_unnormalized
+from specop.linalg._krylov import three_term_unnormalized
 from specop.linalg._solver_common import (
     SolveResult,
     as_operator,
@@ -48,6 +48,7 @@ from specop.linalg._solver_common import (
     solve_block,
     status,
 )
+from specop.linalg._solver_kernels import ProductView
 
 __all__ = ["minres"]
 
@@ -61,7 +62,7 @@ class _Minres:
 
     def __init__(self, A: Any, shift: float, M: Any, rdt: Any) -> None:
         self.shift, self.xp = shift, A.xp
-        self.A, self.M = RecurrenceView(A, rdt), (None if M is None else RecurrenceView(M, rdt))
+        self.A, self.M = ProductView(A, rdt), (None if M is None else ProductView(M, rdt))
         self.eps = float(np.finfo(backends.dtype_name(A.dtype)).eps)
         self.lstol = float(np.sqrt(self.eps))
 
@@ -135,7 +136,7 @@ class _Minres:
         else:
             res = xp.abs(phibar)
         for name, new in zip(_SCALARS, (beta_n, beta, dbar_n, epsln, phibar, cs_n, sn_n, tnorm2), strict=True):
-            s[name] = xp.where(live, new, s[name])
+            s[name] = upd(new, s[name])  # unmasked on the host: a column that is not live leaves now
         s["first"] = False
         conv = live & ~singular & (res <= s["tol"])
         invariant = live & ~conv & (beta_n <= self.eps * anorm)
