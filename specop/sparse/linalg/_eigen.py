@@ -97,8 +97,9 @@ def eigsh(A: Any, k: int = 6, M: Any = None, sigma: Any = None, which: str = "LM
     (thick-restart Lanczos) on any backend. ``tol=0`` is the machine precision of ``A``'s
     dtype; ``maxiter`` counts restarts (default specop's ``max(100, 10 n / ncv)``, not ARPACK's
     ``10 n``); ``ncv`` defaults to specop's ``max(2k + 1, k + 30)`` (fewer products than ARPACK's
-    ``max(2k + 1, 20)``). An ``M`` given only by its products raises :class:`NotImplementedError` (planned);
-    ``sigma``, ``mode``, ``OPinv``, a stored ``M``, ``which="SM"`` and complex Hermitian ``A`` are supported.
+    ``max(2k + 1, 20)``). ``sigma``, ``mode``, ``OPinv``, ``M`` (stored, or given only by its products:
+    then Lanczos in the ``M``-inner product with ``Minv`` or an inner CG solve on ``M``, see
+    :mod:`specop.sparse.linalg._generalized`), ``which="SM"`` and complex Hermitian ``A`` are supported.
 
     Returns
     -------
