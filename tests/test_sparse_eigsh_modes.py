@@ -81,7 +81,7 @@ def _kind(backend, x: np.ndarray, kind: str):
 
 def _kinds(backend, general: bool) -> list[str]:
     kinds = ["array"] + (["csr"] if backend.name == "numpy" else [])
-    if not general:  # an M given by its products is not implemented (docs/howto/scipy_dropin.md)
+    if not general:  # an M given by its products: tests/test_sparse_eigsh_operator_m.py
         kinds += ["function"] + (["scipy-operator"] if backend.name == "numpy" else [])
     return kinds
 
@@ -187,8 +187,8 @@ def test_bad_problems_name_the_argument():
         ssl.eigsh(a, 2, M=-m)
     with pytest.raises(ValueError, match="A must be symmetric positive definite"):
         ssl.eigsh(a - 10 * np.eye(6), 2, M=m, sigma=0.5, mode="buckling")
-    with pytest.raises(NotImplementedError, match="M given by its products"):
-        ssl.eigsh(spla.aslinearoperator(a), 2, M=spla.aslinearoperator(m))
+    with pytest.raises(ValueError, match="M must be symmetric positive definite"):
+        ssl.eigsh(spla.aslinearoperator(a), 2, M=spla.aslinearoperator(-m))
 
 
 @st.composite

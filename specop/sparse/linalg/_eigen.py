@@ -37,8 +37,17 @@ from specop.sparse.linalg._convert import (
     value_order,
     vector,
 )
+from specop.sparse.linalg._generalized import b_lanczos, operator_maps
 from specop.sparse.linalg._hermitian import hermitian_eigsh
-from specop.sparse.linalg._shift_invert import INNER_FLOOR, back_transform, plan
+from specop.sparse.linalg._shift_invert import INNER_FLOOR, Plan, back_transform, plan
+
+
+def _stored(X: Any) -> bool:
+    return scipy.sparse.issparse(X) or isinstance(X, np.ndarray)
+
+
+def _ident(X: Any) -> Any:
+    return X
 
 __all__ = ["eigsh", "svds", "lobpcg", "ArpackError", "ArpackNoConvergence"]
 
@@ -88,8 +97,9 @@ def eigsh(A: Any, k: int = 6, M: Any = None, sigma: Any = None, which: str = "LM
     (thick-restart Lanczos) on any backend. ``tol=0`` is the machine precision of ``A``'s
     dtype; ``maxiter`` counts restarts (default specop's ``max(100, 10 n / ncv)``, not ARPACK's
     ``10 n``); ``ncv`` defaults to specop's ``max(2k + 1, k + 30)`` (fewer products than ARPACK's
-    ``max(2k + 1, 20)``). An ``M`` given only by its products raises :class:`NotImplementedError` (planned);
-    ``sigma``, ``mode``, ``OPinv``, a stored ``M``, ``which="SM"`` and complex Hermitian ``A`` are supported.
+    ``max(2k + 1, 20)``). ``sigma``, ``mode``, ``OPinv``, ``M`` (stored, or given only by its products:
+    then Lanczos in the ``M``-inner product with ``Minv`` or an inner CG solve on ``M``, see
+    :mod:`specop.sparse.linalg._generalized`), ``which="SM"`` and complex Hermitian ``A`` are supported.
 
     Returns
     -------
@@ -160,7 +170,7 @@ def eigsh(A: Any, k: int = 6, M: Any = None, sigma: Any = None, which: str = "LM
     tol_eff = eps if not tol > 0 else float(tol)  # ARPACK: tol <= 0 means machine precision
     if sigma is not None or M is not None:
         return _transformed(A, op, int(k), M, sigma, which, v0, ncv, maxiter, tol_eff, return_eigenvectors,
-                            mode, OPinv, rng)
+                            mode, OPinv, rng, Minv)
     with quiet() as caught:
         res = _eigsh(as_claimed_symmetric(op), int(k), which=which, tol=tol_eff, maxiter=maxiter, ncv=ncv, v0=v0,
                      seed=rng, return_eigenvectors=return_eigenvectors)
@@ -186,7 +196,8 @@ def _norm_estimate(B: _Base) -> float:
 
 
 def _transformed(A: Any, op: _Base, k: int, M: Any, sigma: Any, which: str, v0: Any, ncv: int | None,
-                 maxiter: int | None, tol: float, vectors: bool, mode: str, OPinv: Any, rng: Any) -> Any:
+                 maxiter: int | None, tol: float, vectors: bool, mode: str, OPinv: Any, rng: Any,
+                 Minv: Any = None) -> Any:
     """eigsh with ``sigma`` and/or ``M``: specop's eigsh on the transformed operator of
     :func:`specop.sparse.linalg._shift_invert.plan`, every pair checked against ``A`` itself.
 
@@ -216,11 +227,26 @@ def _transformed(A: Any, op: _Base, k: int, M: Any, sigma: Any, which: str, v0: 
     extra = ensure_symmetric(as_claimed_symmetric(op), "eigsh", "auto")
     if Mop is not None:
         extra += ensure_symmetric(as_claimed_symmetric(Mop), "eigsh: M", "auto")
-    p = plan(A, op, M, sig, mode, OPinv, outer / 10)
-    y0 = None if v0 is None else op.xp.reshape(p.to_y(op.xp.reshape(v0, (-1, 1))), (-1,))
-    with quiet() as caught:
-        res = _eigsh(p.op, k, which=which, tol=outer, maxiter=maxiter, ncv=ncv, v0=y0, seed=rng,
-                     check_symmetric=False)
+    if M is not None and not (_stored(A) and _stored(M)) and not (backends.is_array(A) and backends.is_array(M)):
+        # M given by its products (or A by its products with an M): B-inner-product Lanczos
+        opm, bmul, solvers, wdt = operator_maps(op, Mop, Minv, sig, mode, OPinv, INNER_FLOOR * eps / 10)
+        outer = max(tol, INNER_FLOOR * eps) if solvers else tol
+        for s_ in solvers:
+            s_.rtol = outer / 10
+        n_ = op.shape[0]
+        m_ = min(n_, ncv if ncv is not None else max(2 * k + 1, k + 30))
+        with quiet() as caught:
+            res: Any = b_lanczos(opm, bmul, n_, k, which, outer, m_, maxiter if maxiter is not None
+                            else max(100, 10 * n_ // m_), v0, op.xp, op.device, wdt, rng)
+        p = Plan(op, lambda X: backends.astype(X, op.dtype, op.xp), _ident, "standard" if sig is None else mode,
+                 0.0 if sig is None else sig, bool(solvers), None)
+        extra += res.b_products + sum(s_.inner_matvecs for s_ in solvers)
+    else:
+        p = plan(A, op, M, sig, mode, OPinv, outer / 10)
+        y0 = None if v0 is None else op.xp.reshape(p.to_y(op.xp.reshape(v0, (-1, 1))), (-1,))
+        with quiet() as caught:
+            res = _eigsh(p.op, k, which=which, tol=outer, maxiter=maxiter, ncv=ncv, v0=y0, seed=rng,
+                         check_symmetric=False)
     missed = [w for w in caught if str(w.message).startswith("InverseOperator")]  # inner solves: judged below
     caught = [w for w in caught if not str(w.message).startswith("InverseOperator")]
     lam = back_transform(res.eigenvalues, p.mode, 0.0 if sig is None else sig)
@@ -244,7 +270,7 @@ def _transformed(A: Any, op: _Base, k: int, M: Any, sigma: Any, which: str, v0: 
 
     bound = bounds(float(nu.max()))
     if not np.all(rn <= bound):  # ||OP|| from below by its largest wanted |nu| was too strict: estimate it
-        bound = bounds(max(float(nu.max()), _norm_estimate(p.op)))
+        bound = bounds(max(float(nu.max()), _norm_estimate(p.op) if p.op is not op else 0.0))
     ok = np.isfinite(lam) & (rn <= bound)
     if not res.converged:
         ok &= _converged_mask(res.eigenvalues, res.residual_norms, outer, op.dtype)

@@ -24,7 +24,7 @@ dense Cholesky factor of ``B`` on numpy; the explicit inverse and Cholesky facto
 backend's ``linalg`` for a dense torch/JAX/CuPy/array-api array. An operator ``A`` given only
 by its products gets ``S^{-1}`` from an inner MINRES solve (``specop.InverseOperator``,
 ``method="minres"``: ``S`` is indefinite for a ``sigma`` inside the spectrum) or from the
-user's ``OPinv``; its ``M`` must be a stored matrix (see :func:`operator_plan`).
+user's ``OPinv``; an ``M`` given by its products goes to :mod:`specop.sparse.linalg._generalized`.
 """
 
 from __future__ import annotations
