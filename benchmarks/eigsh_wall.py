@@ -26,26 +26,11 @@ from threadpoolctl import threadpool_limits
 
 import specop
 from benchmarks._common import Report, parser
+from benchmarks.peers import Counting
 from benchmarks.problems import laplacian_3d
 
 K = 6
 TOL = 1e-8
-
-
-class Counting(spla.LinearOperator):
-    """A symmetric product behind a counting scipy operator (one count per column)."""
-
-    def __init__(self, apply: Any, n: int) -> None:
-        super().__init__(np.dtype(np.float64), (n, n))
-        self.apply, self.count = apply, 0
-
-    def _matvec(self, x: np.ndarray) -> np.ndarray:
-        self.count += 1
-        return self.apply(x)
-
-    def _matmat(self, X: np.ndarray) -> np.ndarray:
-        self.count += X.shape[1]
-        return self.apply(X)
 
 
 def digits_hessian() -> tuple[Any, int]:

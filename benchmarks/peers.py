@@ -17,8 +17,25 @@ import sys
 from typing import Any
 
 import numpy as np
+import scipy.sparse.linalg as spla
 
 from benchmarks._common import peer
+
+
+class Counting(spla.LinearOperator):
+    """A symmetric matrix, product or solve behind a counting scipy operator (one count per column)."""
+
+    def __init__(self, apply: Any, n: int) -> None:
+        super().__init__(np.dtype(np.float64), (n, n))
+        self.apply, self.count = apply, 0
+
+    def _matvec(self, x: np.ndarray) -> np.ndarray:
+        self.count += 1
+        return self.apply(x)
+
+    def _matmat(self, X: np.ndarray) -> np.ndarray:
+        self.count += X.shape[1]
+        return self.apply(X)
 
 
 class Counted:
