@@ -65,6 +65,14 @@ def as_operator(A: Any, what: str) -> _Base:
     return _aslinop(A)
 
 
+def user_inverse(op: Any, name: str, n: int) -> _Base:
+    """The user's ``Minv`` / ``OPinv`` as an operator, refused (naming ``name``) unless it is ``(n, n)`` like A."""
+    user = as_operator(op, "eigsh")
+    if tuple(user.shape) != (n, n):
+        raise ValueError(f"{name}: expected shape {(n, n)} like A, got {tuple(user.shape)}")
+    return user
+
+
 class _FloatView(spla.LinearOperator):
     """A float64 view of an integer scipy operator (scipy computes such products in float64)."""
 

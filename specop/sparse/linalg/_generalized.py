@@ -149,7 +149,7 @@ def operator_maps(op: Any, Mop: Any, Minv: Any, sigma: float | None, mode: str, 
     """
     from specop.linalg.inverse import InverseOperator
     from specop.operators import FunctionOperator
-    from specop.sparse.linalg._convert import as_operator
+    from specop.sparse.linalg._convert import user_inverse
 
     xp, n = op.xp, op.shape[0]
     dt = backends.promote_dtype(xp, op.dtype)
@@ -162,10 +162,7 @@ def operator_maps(op: Any, Mop: Any, Minv: Any, sigma: float | None, mode: str, 
     maxit = max(10 * n, 100)
     if sigma is None:
         if Minv is not None:
-            user = as_operator(Minv, "eigsh")
-            if tuple(user.shape) != (n, n):
-                raise ValueError(f"Minv: expected shape {(n, n)} like A, got {tuple(user.shape)}")
-            minv = mul(user)
+            minv = mul(user_inverse(Minv, "Minv", n))
         else:
             inv = InverseOperator(Mop, method="cg", rtol=inner_rtol, maxiter=maxit, on_failure="warn",
                                   check_symmetric=False)
@@ -173,10 +170,7 @@ def operator_maps(op: Any, Mop: Any, Minv: Any, sigma: float | None, mode: str, 
             minv = mul(inv)
         return (lambda X: minv(a_map(X))), m_map, solvers, dt
     if OPinv is not None:
-        user = as_operator(OPinv, "eigsh")
-        if tuple(user.shape) != (n, n):
-            raise ValueError(f"OPinv: expected shape {(n, n)} like A, got {tuple(user.shape)}")
-        sinv = mul(user)
+        sinv = mul(user_inverse(OPinv, "OPinv", n))
     else:
         s = float(sigma)
         S = FunctionOperator(lambda x: op.matvec(x) - s * Mop.matvec(x), (n, n), op.dtype, like=op,

@@ -42,7 +42,7 @@ import scipy.sparse.linalg as spla
 from specop import backends
 from specop.operators import FunctionOperator
 from specop.operators import LinearOperator as _Base
-from specop.sparse.linalg._convert import not_yet
+from specop.sparse.linalg._convert import not_yet, user_inverse
 
 __all__ = ["Plan", "plan", "back_transform", "INNER_FLOOR"]
 
@@ -191,7 +191,6 @@ def plan(A: Any, op: _Base, M: Any, sigma: float | None, mode: str, OPinv: Any, 
     solve (used only when ``A`` is given by its products and ``OPinv`` is None).
     """
     from specop.linalg.inverse import InverseOperator
-    from specop.sparse.linalg._convert import as_operator
 
     xp, dev, n = op.xp, op.device, op.shape[0]
     dt = backends.promote_dtype(xp, op.dtype)
@@ -219,9 +218,7 @@ def plan(A: Any, op: _Base, M: Any, sigma: float | None, mode: str, OPinv: Any, 
                                       check_symmetric=False)  # eigsh's own check of A decided
             sinv = _in(inverse, dt)
     if OPinv is not None:  # the user's (A - sigma M)^{-1}
-        user = as_operator(OPinv, "eigsh")
-        if tuple(user.shape) != (n, n):
-            raise ValueError(f"OPinv: expected shape {(n, n)} like A, got {tuple(user.shape)}")
+        user = user_inverse(OPinv, "OPinv", n)
         sinv = _host(user) if on_host else _in(user, dt)
 
     if sigma is None:
