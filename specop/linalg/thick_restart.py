@@ -360,12 +360,10 @@ class _ThickRestart(Acceptance):
         vals = np.asarray(self.locked_vals)
         res = np.asarray(self.locked_res)
         rows = None if self.fixed else self.B[: self.p, ...]
-        if active is not None and active[0].size and not self.fixed:  # unconverged: add the best active pairs
-            vals = np.concatenate([vals, active[0]])
-            res = np.concatenate([res, active[1]])
-            rows = self.xp.concat([rows, active[2][: active[0].size, ...]], axis=0)
-        elif active is not None and active[0].size:  # fixed shapes: the active rows (padded) after B's
+        if active is not None and active[0].size:  # unconverged: add the best active pairs
             vals, res = np.concatenate([vals, active[0]]), np.concatenate([res, active[1]])
+            if not self.fixed:  # (fixed shapes: pick_rows reads the padded active rows after B's below)
+                rows = self.xp.concat([rows, active[2]], axis=0)
         idx = wanted(vals, self.k, self.which)
         idx = idx[np.argsort(vals[idx], kind="stable")]
         if converged is None:
