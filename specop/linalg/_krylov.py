@@ -31,6 +31,7 @@ import numpy as np
 from specop import backends
 from specop.linalg._common import check_finite, column_norms, device_norm, norm
 from specop.linalg._krylov_util import _cgs2_masked
+from specop.operators.base import LinearOperator
 
 __all__ = ["RecurrenceView", "three_term", "three_term_unnormalized", "safe_norm", "normalize", "project_out",
            "first_breakdown", "reorth_policy",
@@ -43,16 +44,25 @@ class RecurrenceView:
 
     ``products`` counts the calls (one matvec or one matmat each). An operator that returns its
     input (the identity) gets a copy, so the caller may update the product in place.
+
+    ``lean`` (the solvers' blocks, whose shape, backend and device are right by construction):
+    after the first product, checked by ``A.matmat``, blocks go to ``A._matmat`` without the
+    per-call input checks (an operator that overrides ``matmat`` itself keeps it).
     """
 
-    def __init__(self, A: Any, dtype: Any) -> None:
+    def __init__(self, A: Any, dtype: Any, lean: bool = False) -> None:
         self.A, self.dtype, self.xp = A, dtype, A.xp
         self.products = 0
+        self._lean = lean and type(A).matmat is LinearOperator.matmat
 
     def __matmul__(self, q: Any) -> Any:
         xp, A = self.xp, self.A
         x = backends.astype(q, A.dtype, xp)
-        w = backends.astype(A.matvec(x) if q.ndim == 1 else A.matmat(x), self.dtype, xp)
+        if q.ndim == 1:
+            w = A.matvec(x)
+        else:
+            w = A._matmat(x) if self._lean and self.products and q.shape[1] else A.matmat(x)
+        w = backends.astype(w, self.dtype, xp)
         self.products += 1
         return xp.asarray(w, copy=True) if w is q else w
 

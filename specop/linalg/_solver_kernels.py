@@ -11,7 +11,7 @@ from typing import Any
 from specop import backends
 from specop.operators.base import LinearOperator
 
-__all__ = ["ProductView", "apply", "cdot", "colnorms", "finish_step", "residual_norms", "status", "take_columns"]
+__all__ = ["apply", "cdot", "colnorms", "finish_step", "residual_norms", "status", "take_columns"]
 
 
 def apply(A: LinearOperator, V: Any, rdt: Any) -> Any:
@@ -61,25 +61,3 @@ def _take(xp: Any, arr: Any, idx: Any) -> Any:
 def take_columns(xp: Any, arrays: dict[str, Any], idx: Any) -> dict[str, Any]:
     """The columns ``idx`` (last axis) of every array of ``arrays`` (one program for a whole state)."""
     return {name: _take(xp, v, idx) for name, v in arrays.items()}
-
-
-class ProductView:
-    """``A`` seen in the recurrence dtype, like :class:`~specop.linalg._krylov.RecurrenceView`, for the
-    solver steps: the block ``V`` is the solver's own (shape, backend and device right by construction),
-    so after the first product, checked by ``A.matmat``, the products skip the per-call input checks
-    and go to ``A._matmat`` (an operator that overrides ``matmat`` itself keeps it). ``products``
-    counts the calls.
-    """
-
-    def __init__(self, A: LinearOperator, dtype: Any) -> None:
-        self.A, self.dtype, self.xp = A, dtype, A.xp
-        self.products = 0
-        self._lean = type(A).matmat is LinearOperator.matmat
-
-    def __matmul__(self, V: Any) -> Any:
-        xp, A = self.xp, self.A
-        X = backends.astype(V, A.dtype, xp)
-        W = A._matmat(X) if self._lean and self.products and V.shape[1] else A.matmat(X)
-        self.products += 1
-        W = backends.astype(W, self.dtype, xp)
-        return xp.asarray(W, copy=True) if W is V else W

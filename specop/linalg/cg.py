@@ -18,9 +18,9 @@ Numer. Anal. 20, 1983, uses the same test), the iterate before that step is retu
 ``b`` run independent recurrences through one ``matmat`` per iteration; the stopping,
 true-residual check and restarts are those of ``specop.linalg._solver_common``. Vectors
 and scalars are float64 (where the backend has it) whatever the operator's dtype: ``A`` and
-``M`` are seen in the recurrence dtype (``ProductView`` of ``specop.linalg._solver_kernels``, the
-Krylov core's ``RecurrenceView`` without the per-product input checks), as in minres and
-lanczos, so only their products run in the operator's dtype.
+``M`` are seen in the recurrence dtype (the Krylov core's ``RecurrenceView``, ``lean``: without
+the per-product input checks), as in minres and lanczos, so only their products run in the
+operator's dtype.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from typing import Any
 
 from specop import backends
 from specop.linalg._common import prepare, recurrence_dtype
+from specop.linalg._krylov import RecurrenceView
 from specop.linalg._solver_common import (
     SolveResult,
     as_operator,
@@ -40,7 +41,6 @@ from specop.linalg._solver_common import (
     solve_block,
     status,
 )
-from specop.linalg._solver_kernels import ProductView
 
 __all__ = ["cg"]
 
@@ -83,7 +83,8 @@ class _CG:
 
     def __init__(self, A: Any, M: Any, rdt: Any) -> None:
         self.xp = A.xp
-        self.A, self.M = ProductView(A, rdt), (None if M is None else ProductView(M, rdt))
+        self.A = RecurrenceView(A, rdt, lean=True)
+        self.M = None if M is None else RecurrenceView(M, rdt, lean=True)
 
     def start(self, X: Any, R: Any, tol: Any) -> dict[str, Any]:
         Z = R if self.M is None else self.M @ R

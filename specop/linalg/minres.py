@@ -38,7 +38,7 @@ import numpy as np
 
 from specop import backends
 from specop.linalg._common import prepare, recurrence_dtype
-from specop.linalg._krylov import three_term_unnormalized
+from specop.linalg._krylov import RecurrenceView, three_term_unnormalized
 from specop.linalg._solver_common import (
     SolveResult,
     as_operator,
@@ -48,7 +48,6 @@ from specop.linalg._solver_common import (
     solve_block,
     status,
 )
-from specop.linalg._solver_kernels import ProductView
 
 __all__ = ["minres"]
 
@@ -62,7 +61,8 @@ class _Minres:
 
     def __init__(self, A: Any, shift: float, M: Any, rdt: Any) -> None:
         self.shift, self.xp = shift, A.xp
-        self.A, self.M = ProductView(A, rdt), (None if M is None else ProductView(M, rdt))
+        self.A = RecurrenceView(A, rdt, lean=True)
+        self.M = None if M is None else RecurrenceView(M, rdt, lean=True)
         self.eps = float(np.finfo(backends.dtype_name(A.dtype)).eps)
         self.lstol = float(np.sqrt(self.eps))
 
