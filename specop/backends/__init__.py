@@ -21,6 +21,7 @@ from typing import Any
 import array_api_compat as aac
 import numpy as np
 
+from specop.backends._inplace import axpy, scale, vdot, workspace, xpay
 from specop.backends._jit import compile_count, compiles_per_shape, kernel, row_mask
 from specop.backends._threads import host_blas_single_thread as host_blas_single_thread
 
@@ -46,6 +47,7 @@ __all__ = [
     "batched_apply",
     "assign",
     "axpy",
+    "xpay",
     "workspace",
     "vdot",
     "scale",
@@ -303,61 +305,6 @@ def batched_apply(fn: Callable[[Any], Any], V: Any, xp: ModuleType,
     if check is not None:
         cols = [check(c) for c in cols]
     return xp.stack(cols, axis=1)
-
-
-# numpy arrays: every level-1 operation below stays in numpy (its own OpenBLAS build) rather than
-# scipy.linalg.blas (scipy bundles a second OpenBLAS with its own thread pool). The recurrences also
-# call numpy's matmul and eigh; with two pools each one's idle threads spin for a while after a
-# call and take the cores from the other: eigsh on the 30^3 Laplacian (scipy.sparse) took 6.7 s
-# with the two pools and 0.5-0.8 s with numpy's alone, on 2 cores.
-
-
-def workspace(x: Any) -> Any:
-    """A scratch vector like ``x`` for repeated :func:`axpy` calls (numpy; ``None`` elsewhere).
-
-    A fresh temporary of a large vector is a new memory mapping whose pages fault in on
-    first touch; reusing one buffer keeps the numpy update at memory speed.
-    """
-    return np.empty_like(x) if aac.is_numpy_array(x) else None
-
-
-def axpy(y: Any, a: Any, x: Any, work: Any = None) -> Any:
-    """``y + a * x`` with ``a`` a 0-d array or float; updates ``y`` in place where the backend allows.
-
-    numpy: ``y += a * x`` through ``work`` (see :func:`workspace`) when given; torch:
-    ``addcmul_`` (no host read of ``a``, so no device synchronisation); others:
-    ``y + a * x``. The caller must own ``y`` (it may be overwritten) and use the return value.
-    """
-    if aac.is_numpy_array(y) and y.flags.writeable and y.dtype == x.dtype:
-        if work is None:
-            y += float(a) * x
-        else:
-            np.multiply(x, float(a), out=work)
-            y += work
-        return y
-    if aac.is_torch_array(y) and not y.requires_grad:
-        a_t = a if aac.is_torch_array(a) else y.new_tensor(float(a))
-        return y.addcmul_(x, a_t.to(y.dtype))
-    return y + a * x
-
-
-def vdot(u: Any, v: Any) -> Any:
-    """``u . v`` of two vectors as a 0-d array (numpy: a numpy scalar)."""
-    return u @ v
-
-
-def scale(x: Any, c: Any) -> Any:
-    """``x / c`` for a 0-d array or float ``c``, in place where the backend allows (caller owns ``x``)."""
-    if aac.is_numpy_array(x) and x.flags.writeable:
-        inv = 1.0 / float(c)
-        if np.isfinite(inv):
-            x *= inv
-        else:  # a subnormal c: its reciprocal overflows, the quotient does not
-            x /= float(c)
-        return x
-    if aac.is_torch_array(x) and not x.requires_grad:
-        return x.div_(c)
-    return x / c
 
 
 def contiguous(x: Any) -> Any:

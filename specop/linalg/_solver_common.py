@@ -204,7 +204,7 @@ def _round(A: LinearOperator, kernel: Any, X: Any, R: Any, cols_idx: np.ndarray,
     live = cols_idx.copy()  # global indices of the state's columns
     matvecs = 0
     while live.size:
-        chunk = int(min(sync_every, int(np.min(maxiter - cols.iters[live]))))
+        chunk = 1 if sync_every == 1 else int(min(sync_every, int(np.min(maxiter - cols.iters[live]))))
         reports = []
         for _ in range(chunk):
             out = kernel.step(s)
@@ -219,6 +219,12 @@ def _round(A: LinearOperator, kernel: Any, X: Any, R: Any, cols_idx: np.ndarray,
                 callback(_assemble(xp, s["X"], live, cols, k))
         matvecs += kernel.products * live.size * chunk
         log = backends.to_numpy(reports[0])[None] if chunk == 1 else backends.to_numpy(xp.stack(reports))
+        if chunk == 1 and live.size == 1:  # the common host step of one column, in host scalars
+            g, res1, code1 = int(live[0]), float(log[0, 0, 0]), float(log[0, 1, 0])
+            if code1 == 0 and math.isfinite(res1) and cols.iters[g] + 1 < maxiter:
+                cols.history[g].append(res1)
+                cols.iters[g] += 1
+                continue
         res_h, code_h = log[:, 0, :].astype(np.float64), log[:, 1, :].astype(np.float64)
         if chunk == 1 and not code_h.any() and np.isfinite(res_h).all() and np.all(cols.iters[live] + 1 < maxiter):
             for c, j in enumerate(live):  # the common host step: every column goes on

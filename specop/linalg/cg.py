@@ -25,8 +25,11 @@ operator's dtype.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
+
+import numpy as np
 
 from specop import backends
 from specop.linalg._common import prepare, recurrence_dtype
@@ -77,7 +80,13 @@ def _step(xp: Any, X: Any, R: Any, P: Any, AP: Any, rho: Any, active: Any, tol: 
 
 
 class _CG:
-    """One CG iteration on every column of the block (masked by ``state["active"]``)."""
+    """One CG iteration on every column of the block (masked by ``state["active"]``).
+
+    One column on the host (no compiling backend) takes the *vector path*: the scalars are host
+    floats and ``x``, ``r``, ``p`` are updated in place (:func:`specop.backends.axpy`, ``xpay``),
+    the arithmetic of scipy's loop; a step that meets ``p^T A p <= 0``, ``r^T z <= 0`` or a
+    non-finite value goes through the masked kernels instead, which set the status codes.
+    """
 
     products = 1
 
@@ -85,14 +94,27 @@ class _CG:
         self.xp = A.xp
         self.A = RecurrenceView(A, rdt, lean=True)
         self.M = None if M is None else RecurrenceView(M, rdt, lean=True)
+        self.vector = backends.is_host(A.xp, A.device) and not backends.compiles_per_shape(A.xp)
 
     def start(self, X: Any, R: Any, tol: Any) -> dict[str, Any]:
         Z = R if self.M is None else self.M @ R
-        return {"X": X, "R": R, "P": Z, "rho": cdot(self.xp, R, Z), "tol": tol}
+        s = {"X": X, "R": R, "P": Z, "rho": cdot(self.xp, R, Z), "tol": tol}
+        if self.vector and X.shape[1] == 1:  # own copies: the vector path updates them in place
+            xp = self.xp
+            s.update(X=xp.asarray(X, copy=True), R=xp.asarray(R, copy=True), P=xp.asarray(Z, copy=True),
+                     work=backends.workspace(X), rho_h=float(backends.to_numpy(s["rho"])[0]),
+                     tol_h=float(backends.to_numpy(tol)[0]))
+        return s
 
     def step(self, s: dict[str, Any]) -> tuple[dict[str, Any], Any]:
         xp = self.xp
         AP = self.A @ s["P"]
+        if "work" in s:
+            report = self._vector_step(s, AP)
+            if report is not None:
+                return s, report
+            s["rho"] = backends.from_numpy(np.array([s.pop("rho_h")]), xp, self.A.A.device, AP.dtype)
+            del s["work"]  # the masked kernels from here on (this column's last step)
         if self.M is None:
             out = _step(xp, s["X"], s["R"], s["P"], AP, s["rho"], s["active"], s["tol"])
         else:
@@ -102,9 +124,28 @@ class _CG:
         s["X"], s["R"], s["P"], s["rho"], s["active"], report = out
         return s, report
 
+    def _vector_step(self, s: dict[str, Any], AP: Any) -> np.ndarray | None:
+        """The step of :func:`_step` / :func:`_direction` for one column with host scalars; its
+        ``(2, 1)`` report, or None (nothing changed) for a step the masked kernels must take."""
+        P, work, rho = s["P"], s["work"], s["rho_h"]
+        pap = float(backends.vdot(P[:, 0], AP[:, 0]))
+        if not (pap > 0 and rho > 0 and math.isfinite(pap)):
+            return None
+        alpha = rho / pap
+        s["X"] = backends.axpy(s["X"], alpha, P, work)
+        R = s["R"] = backends.axpy(s["R"], -alpha, AP, work)
+        Z = R if self.M is None else self.M @ R
+        rho_new = float(backends.vdot(R[:, 0], Z[:, 0]))
+        res = math.sqrt(rho_new) if Z is R else math.sqrt(float(backends.vdot(R[:, 0], R[:, 0])))
+        conv = res <= s["tol_h"]
+        s["P"] = backends.xpay(P, rho_new / rho, Z)
+        s["rho_h"] = rho_new
+        # the codes of _direction: -1 where M is not SPD (r^T z <= 0), 1 converged, NaN not finite
+        code = math.nan if not math.isfinite(res) else -1.0 if not conv and rho_new <= 0 else float(conv)
+        return np.array([[res], [code]])
+
     def direction(self, s: dict[str, Any]) -> Any:
         return s["P"]
-
 
 def cg(A: Any, b: Any, *, x0: Any = None, rtol: float = 1e-5, atol: float = 0.0, maxiter: int | None = None,
        M: Any = None, callback: Callable[[Any], None] | None = None) -> SolveResult:

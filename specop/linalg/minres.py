@@ -31,6 +31,7 @@ warnings are those of ``specop.linalg._solver_common``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -65,6 +66,7 @@ class _Minres:
         self.M = None if M is None else RecurrenceView(M, rdt, lean=True)
         self.eps = float(np.finfo(backends.dtype_name(A.dtype)).eps)
         self.lstol = float(np.sqrt(self.eps))
+        self.vector = backends.is_host(A.xp, A.device) and not backends.compiles_per_shape(A.xp)
 
     def _op(self, V: Any) -> Any:
         AV = self.A @ V
@@ -84,10 +86,23 @@ class _Minres:
              "cs": zeros - 1.0, "sn": zeros, "tnorm2": zeros, "first": True, "mbad": b2 < 0}
         if self.M is not None:
             s.update(RT=R, AW=xp.zeros_like(X), AW2=xp.zeros_like(X))
+        if self.vector and X.shape[1] == 1:  # the vector path: host scalars, x updated in place
+            s["X"] = xp.asarray(X, copy=True)
+            if self.M is not None:
+                s["RT"] = xp.asarray(R, copy=True)
+            s["work"] = backends.workspace(X)
+            s["host"] = {name: float(backends.to_numpy(s[name])[0]) for name in _SCALARS}
+            s["host"].update(tol=float(backends.to_numpy(tol)[0]), mbad=bool(backends.to_numpy(s["mbad"])[0]))
         return s
 
-    def step(self, s: dict[str, Any]) -> tuple[dict[str, Any], Any, Any]:
+    def step(self, s: dict[str, Any]) -> tuple[dict[str, Any], Any] | tuple[dict[str, Any], Any, Any]:
         xp = self.xp
+        if "work" in s:
+            if s["host"]["beta"] > 0 and not s["host"]["mbad"]:
+                return s, self._vector_step(s)
+            for name in _SCALARS:  # beta = 0 or M not SPD: the masked step reports it
+                s[name] = backends.from_numpy(np.array([s["host"][name]]), xp, self.A.A.device, s["X"].dtype)
+            del s["work"], s["host"]
         act = s["active"]
         beta, oldb = s["beta"], s["oldb"]
         live = act & (beta > 0)
@@ -146,6 +161,59 @@ class _Minres:
         finite = xp.isfinite(alfa) & xp.isfinite(b2) & xp.isfinite(res)
         return s, res, xp.where(act & ~finite, xp.nan, code)
 
+
+    def _vector_step(self, s: dict[str, Any]) -> np.ndarray:
+        """:meth:`step` for one live column with host scalars and in-place vector updates; its report."""
+        h, work, first, B = s["host"], s["work"], s["first"], backends
+        beta, oldb, cs, sn, dbar, phibar = h["beta"], h["oldb"], h["cs"], h["sn"], h["dbar"], h["phibar"]
+        V = s["Y"] * (1.0 / beta)
+        AV = self.A @ V
+        if self.shift:
+            AV = B.axpy(AV, -self.shift, V, work)
+        w = AV if self.M is None else self.xp.asarray(AV, copy=True)  # (M: AV is needed below)
+        if not first:
+            w = B.axpy(w, -(beta / oldb if oldb > 0 else 0.0), s["R1"], work)
+        alfa = float(B.vdot(V[:, 0], w[:, 0]))
+        R2 = B.axpy(w, -alfa / beta, s["R2"], work)
+        Yp = self._precond(R2)
+        b2 = float(B.vdot(R2[:, 0], Yp[:, 0]))
+        beta_n = math.sqrt(b2) if b2 > 0 else 0.0
+        tnorm2 = h["tnorm2"] + alfa * alfa + beta_n * beta_n + (0.0 if first else beta * beta)
+        oldeps = h["epsln"]
+        delta, gbar = cs * dbar + sn * alfa, sn * dbar - cs * alfa
+        epsln, dbar_n = sn * beta_n, -cs * beta_n
+        arnorm = phibar * math.sqrt(gbar * gbar + dbar_n * dbar_n)
+        gamma, anorm = math.sqrt(gbar * gbar + beta_n * beta_n), math.sqrt(tnorm2)
+        singular = gamma <= 100 * self.eps * anorm
+        gamma = gamma if gamma > 0 else self.eps
+        cs_n, sn_n = gbar / gamma, beta_n / gamma
+        phi = 0.0 if singular else cs_n * phibar
+        phibar_n = sn_n * phibar
+
+        def direction(W2: Any, W: Any, U: Any) -> Any:  # (U - oldeps W2 - delta W) / gamma, in W2's storage
+            return B.scale(B.axpy(B.xpay(W2, -oldeps, U), -delta, W, work), gamma)
+
+        W = direction(s["W2"], s["W"], V)
+        s["X"] = B.axpy(s["X"], phi, W, work)
+        s["W2"], s["W"] = s["W"], W
+        s["R1"], s["R2"], s["Y"] = s["R2"], R2, Yp
+        if self.M is not None:
+            AW = direction(s["AW2"], s["AW"], AV)
+            s["RT"] = B.axpy(s["RT"], -phi, AW, work)
+            s["AW2"], s["AW"] = s["AW"], AW
+            res = math.sqrt(float(B.vdot(s["RT"][:, 0], s["RT"][:, 0])))
+        else:
+            res = abs(phibar_n)
+        h.update(beta=beta_n, oldb=beta, dbar=dbar_n, epsln=epsln, phibar=phibar_n, cs=cs_n, sn=sn_n, tnorm2=tnorm2)
+        s["first"] = False
+        # the codes of step(): M not SPD, converged, invariant, least-squares stagnation
+        conv = not singular and res <= h["tol"]
+        invariant = not conv and beta_n <= self.eps * anorm
+        lsq = not conv and not invariant and (singular or arnorm <= self.lstol * anorm * res)
+        code = -1.0 if b2 < 0 else 1.0 if conv else 3.0 if invariant else 2.0 if lsq else 0.0
+        if not (math.isfinite(alfa) and math.isfinite(b2) and math.isfinite(res)):
+            code = math.nan
+        return np.array([[res], [code]])
 
 def minres(A: Any, b: Any, *, x0: Any = None, shift: float = 0.0, rtol: float = 1e-5, atol: float = 0.0,
            maxiter: int | None = None, M: Any = None, callback: Callable[[Any], None] | None = None) -> SolveResult:

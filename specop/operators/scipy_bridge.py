@@ -113,12 +113,13 @@ class ScipyOperator(LinearOperator):
 
     def _result(self, y: Any, shape: tuple[int, int], which: str) -> np.ndarray:
         """The wrapped operator's product as a numpy array of the operator's dtype, checked (shape, real)."""
-        what = f"ScipyOperator ({type(self.op).__name__}.{which})"
-        y = np.asarray(y.toarray() if scipy.sparse.issparse(y) else y)
-        if y.dtype.kind not in "fiu":
-            raise fail(what, f"a real array of shape {shape}", Described(f"an array of dtype {y.dtype}"), TypeError)
-        if y.shape != shape:
-            raise fail(what, f"a real array of shape {shape}", Described(f"an array of shape {y.shape}"))
+        if type(y) is not np.ndarray:
+            y = np.asarray(y.toarray() if scipy.sparse.issparse(y) else y)
+        if y.dtype.kind not in "fiu" or y.shape != shape:
+            what = f"ScipyOperator ({type(self.op).__name__}.{which})"
+            got = f"an array of dtype {y.dtype}" if y.dtype.kind not in "fiu" else f"an array of shape {y.shape}"
+            raise fail(what, f"a real array of shape {shape}", Described(got),
+                       TypeError if y.dtype.kind not in "fiu" else ValueError)
         return y.astype(self.dtype, copy=False)
 
 
