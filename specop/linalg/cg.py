@@ -102,7 +102,7 @@ class _CG:
         if self.vector and X.shape[1] == 1:  # own copies: the vector path updates them in place
             xp = self.xp
             s.update(X=xp.asarray(X, copy=True), R=xp.asarray(R, copy=True), P=xp.asarray(Z, copy=True),
-                     work=backends.workspace(X), rho_h=float(backends.to_numpy(s["rho"])[0]),
+                     work=backends.workspace(X), rho_h=float(backends.vdot(R[:, 0], Z[:, 0])),
                      tol_h=float(backends.to_numpy(tol)[0]))
         return s
 

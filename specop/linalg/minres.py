@@ -92,6 +92,8 @@ class _Minres:
                 s["RT"] = xp.asarray(R, copy=True)
             s["work"] = backends.workspace(X)
             s["host"] = {name: float(backends.to_numpy(s[name])[0]) for name in _SCALARS}
+            b2 = float(backends.vdot(R[:, 0], Y[:, 0]))  # the dot product of the steps (scipy's)
+            s["host"]["beta"] = s["host"]["phibar"] = math.sqrt(b2) if b2 > 0 else 0.0
             s["host"].update(tol=float(backends.to_numpy(tol)[0]), mbad=bool(backends.to_numpy(s["mbad"])[0]))
         return s
 
