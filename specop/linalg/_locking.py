@@ -30,12 +30,25 @@ import numpy as np
 from specop.linalg._common import host_hypot
 from specop.linalg._which import settled, wanted
 
-__all__ = ["Acceptance", "extra_kept", "KEEP", "SMALL_ROOM"]
+__all__ = ["Acceptance", "extra_kept", "skipped_tests", "KEEP", "SMALL_ROOM"]
 
 #: Fraction of the free basis room kept at a restart beyond the wanted pairs (Wu & Simon keep about half).
 KEEP = 0.6
 #: Below this many free places a restart keeps at most half of them (see ``extra_kept``).
 SMALL_ROOM = 12
+#: Residual factor per skipped convergence test, and the most tests skipped in a row (see ``skipped_tests``).
+FAR_STEP = 10.0
+MAX_SKIPPED = 3
+
+
+def skipped_tests(far: float) -> int:
+    """Lanczos steps whose convergence test (the small eigh) may be skipped when the nearest unconverged
+    wanted pair has a residual ``far`` times its tolerance: one per factor ``FAR_STEP`` (at most
+    ``MAX_SKIPPED``). A residual rarely falls by more than ``FAR_STEP`` in one step; when it does, the
+    convergence is seen a step or two late (a product or two more), never claimed early."""
+    if not far > FAR_STEP:
+        return 0
+    return min(MAX_SKIPPED, int(math.log(far) / math.log(FAR_STEP)))
 
 
 def extra_kept(free: int) -> int:
@@ -69,6 +82,7 @@ class Acceptance:
     locked_vals: list[float]
     locked_res: list[float]
     ends_settled: tuple[bool, bool]
+    far: float = 1.0  # set by _status: the nearest unconverged wanted pair's residual / its tolerance
 
     def _invariance(self) -> float:
         """``beta`` below this ends the Krylov space: an invariant subspace to working precision.
@@ -124,7 +138,13 @@ class Acceptance:
         allv = np.concatenate([locked, theta])
         want = wanted(allv, self.k, self.which)
         act = want[want >= locked.size] - locked.size
-        conv = act[self._converged(theta[act], rho[act], invariant)]
+        ok = self._converged(theta[act], rho[act], invariant)
+        conv = act[ok]
+        if not ok.all():  # how far the nearest unconverged wanted pair is from its tolerance (see skipped_tests)
+            rest = act[~ok]
+            self.far = float(np.min(rho[rest] / np.maximum(self.tol * np.abs(theta[rest]), self._floor(invariant))))
+        else:
+            self.far = 1.0
         if conv.size < act.size or allv.size < self.k:  # fewer than k pairs (an invariant space) is never done
             return self._affordable(conv, rho, allv[want]), False, False
         if not (self.verify and verifying):

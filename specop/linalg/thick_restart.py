@@ -23,7 +23,10 @@ dense cluster (about 10% more on the 30^3 grid Laplacian, whose top eigenvalues 
 triple).
 Convergence is checked after every step (Ritz values of the small projected
 matrix), not only at restarts, so no matvec is wasted once the wanted pairs have
-converged.
+converged; only while the nearest unconverged wanted pair is still ``10^s`` times
+its tolerance are the next ``s`` tests (at most 3) left out, which is seen only as a
+late test, never as an early one (``specop.linalg._locking.skipped_tests``: on 96
+random problems it removes 56% of the small eigh calls for 0.02% more matvecs).
 
 Which Ritz pairs count as converged (every reported pair meets ``tol`` with its true residual,
 or the result says ``converged=False``), which of them may be locked early, and how many Ritz
@@ -66,7 +69,7 @@ from specop.linalg._krylov import (
     safe_norm,
 )
 from specop.linalg._krylov_util import dev
-from specop.linalg._locking import Acceptance, extra_kept
+from specop.linalg._locking import Acceptance, extra_kept, skipped_tests
 from specop.linalg._warm import warm_start
 from specop.linalg._which import kept, wanted
 
@@ -232,6 +235,7 @@ class _ThickRestart(Acceptance):
         p = self.p
         m = min(self.ncv, self.n - p)
         self.B = put_row(self.xp, self.B, p + l, q, 1.0)[0] if self.fixed else backends.assign(self.B, p + l, q)
+        skip = 0  # convergence tests left out while the wanted pairs are far from converged (skipped_tests)
         for j in range(l, m):
             # Krylov-Schur step: w = A q_j orthogonalized against every row (locked and active) by CGS2;
             # the coefficients are column j of the projected matrix (and of the coupling C to locked rows)
@@ -251,13 +255,16 @@ class _ThickRestart(Acceptance):
             self.tnorm = max(self.tnorm, float(np.abs(hh).sum()), beta)
             invariant = beta <= self._invariance()
             size = j + 1
-            if invariant or size == m or size - l >= 2:
+            if not (invariant or size == m) and size - l >= 2 and skip:
+                skip -= 1
+            elif invariant or size == m or size - l >= 2:
                 theta, S = np.linalg.eigh(T[:size, :size])
                 self.anorm = max(self.anorm, float(np.abs(theta).max()))  # a lower bound of ||A||_2
                 rho = beta * np.abs(S[size - 1])
                 if p:  # the part of A y - theta y along the locked vectors (see Acceptance._affordable)
                     rho = np.hypot(rho, host_norms(self.C[:, :size] @ S))
                 lock, finished, all_conv = self._status(theta, rho, verifying, invariant)
+                skip = 0 if verifying else skipped_tests(self.far)
                 if invariant or finished or size == m:
                     break
                 if (lock.size if verifying else all_conv):
