@@ -14,6 +14,14 @@ assumes the Euclidean inner product): it stores ``Q`` and ``B Q`` so that every 
 ``Q^T B w = (B Q)^T w`` costs no product with ``B``, reorthogonalizes fully twice per step, and
 recomputes ``B q`` from ``B`` itself for every new basis vector (one ``B`` product a step), so
 rounding in ``B Q`` cannot drift. The returned vectors are ``B``-orthonormal, as ARPACK's are.
+
+A single-vector Krylov space holds one vector per eigenspace, so, like :func:`specop.eigsh`
+(``verify=True``), the run ends with a multiplicity check (``_check``): the converged pairs are
+locked, a fresh seeded random vector ``B``-orthogonal to them starts a Lanczos run on the
+deflated ``OP`` until its extreme Ritz pairs have settled clear of the wanted set
+(:func:`specop.linalg._which.settled`); a missed copy found on the way is locked and the check
+starts again. It has a budget of ``maxiter`` restarts of its own; a check that does not settle
+warns (:class:`specop.ConvergenceWarning`) and returns the converged pairs.
 """
 
 from __future__ import annotations
