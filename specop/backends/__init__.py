@@ -223,7 +223,7 @@ def promote_dtype(xp: ModuleType, dtype: Any, name: str = "float64") -> Any:
 
 def to_numpy(x: Any) -> np.ndarray:
     """Copy (or view) array ``x`` as a numpy array on the host."""
-    if aac.is_numpy_array(x):
+    if type(x) is np.ndarray or aac.is_numpy_array(x):
         return x
     if aac.is_torch_array(x):
         return x.detach().cpu().numpy()

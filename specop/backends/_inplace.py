@@ -6,6 +6,7 @@ since backends without in-place updates (JAX, array-api-strict) return a new arr
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import array_api_compat as aac
@@ -56,9 +57,9 @@ def vdot(u: Any, v: Any) -> Any:
 
 def scale(x: Any, c: Any) -> Any:
     """``x / c`` for a 0-d array or float ``c``, in place where the backend allows (caller owns ``x``)."""
-    if aac.is_numpy_array(x) and x.flags.writeable:
+    if (type(x) is np.ndarray or aac.is_numpy_array(x)) and x.flags.writeable:
         inv = 1.0 / float(c)
-        if np.isfinite(inv):
+        if math.isfinite(inv):
             x *= inv
         else:  # a subnormal c: its reciprocal overflows, the quotient does not
             x /= float(c)
