@@ -55,6 +55,7 @@ from specop.linalg._common import (
 )
 from specop.linalg._krylov import (
     HostTridiagonal,
+    lanczos_step,
     RecurrenceView,
     normalize,
     project_out,
@@ -171,7 +172,10 @@ def lanczos(A: Any, v0: Any = None, *, steps: int, reorth: str = "full", seed: A
     eps = eps_of(A.dtype)
     policy = reorth_policy(reorth, steps, max(eps, eps_of(rdt)))
     host = backends.is_host(xp, A.device)
-    T = HostTridiagonal(eps, 1 if (policy.needs_host_scalars or host) else SYNC_EVERY, "lanczos")
+    # where the backend compiles per shape (JAX), a step without a basis is one program and the scalars are
+    # read every SYNC_EVERY steps (each read would stall the queue of asynchronously dispatched programs)
+    fused = backends.compiles_per_shape(xp) and not (policy.stores_basis or return_basis)
+    T = HostTridiagonal(eps, 1 if (policy.needs_host_scalars or host) and not fused else SYNC_EVERY, "lanczos")
     Av = RecurrenceView(A, rdt)
     B = None
     if policy.stores_basis or return_basis:
@@ -182,6 +186,12 @@ def lanczos(A: Any, v0: Any = None, *, steps: int, reorth: str = "full", seed: A
         return safe_norm(xp, u, host)
 
     for j in range(steps):
+        if fused:
+            q_next, a, b = lanczos_step(xp, Av @ q, q, q_prev, b_prev)
+            if T.push(xp, a, b, last=j + 1 == steps) or j + 1 == steps:
+                break
+            q_prev, b_prev, q = q, b, q_next
+            continue
         w, a = three_term(xp, Av @ q, q, q_prev, b_prev, work)  # Golub & Van Loan Alg. 10.1.1
         w, b = policy(B, w, j, a, measure, final=j + 1 == steps)
         if T.push(xp, a, b, last=j + 1 == steps) or j + 1 == steps:
