@@ -25,10 +25,11 @@ run: the Krylov space is invariant to that accuracy and ``T`` holds its spectrum
 The threshold is not ``O(eps)`` because in floating point the computed ``beta`` at
 exhaustion of an ``m``-dimensional Krylov space grows with ``m`` (observed up to
 ``4e5 eps ||A||`` for ten distinct eigenvalues): the rounding of earlier steps
-re-enters as components along other copies of repeated eigenvalues. On accelerators, and on
-every JAX device, the scalars are read back to the host only every ``SYNC_EVERY`` steps
-(without reorthogonalization, or with ``"full"`` off JAX's CPU) so that the device is never
-stalled per step; on JAX a step without reorthogonalization is one compiled program after the product.
+re-enters as components along other copies of repeated eigenvalues. On accelerators the
+scalars are read back to the host only every ``SYNC_EVERY`` steps (not with ``"selective"``,
+whose omega recurrence reads them per step), and so they are on JAX's CPU without
+reorthogonalization, where a step is one compiled program after the product: the device is
+never stalled per step.
 """
 
 from __future__ import annotations
