@@ -49,7 +49,10 @@ fixed mmap threshold 4.0-8.3; numpy 3.8-6.7), and the 2-process speedup between 
 (load average 13-17 on its 2 cores): its seconds are inflated and noisy (medians of 3 runs), its
 matvec and HVP counts are exact. `eigsh_modes` was rerun alone on an idle machine (load 0.2) with
 `OMP_NUM_THREADS=1`: its earlier run under the same heavy load had inflated every wall time by
-20-100x (specop's Python loop suffers most from the contention).
+20-100x (specop's Python loop suffers most from the contention). `jax_calls` (first call of a fresh process and later
+calls on a JAX operator, against numpy) ran with `OMP_NUM_THREADS=1` while other work shared the machine
+(load average about 3.5, its note gives it): its seconds are inflated and its small numpy walls
+(milliseconds) noisy.
 
 **eigsh against ARPACK.** No single-vector Krylov method can certify the top 10 to the same
 residual tolerance with fewer products than unrestarted Lanczos with full reorthogonalization
