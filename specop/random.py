@@ -105,18 +105,27 @@ def probes(n: int, count: int, *, seed: int | np.random.Generator | None, kind: 
     key = resolve_seed(seed)
     xp, dtype, device = resolve_like(like, dtype)
     backends.check_floating(xp, dtype, "probes")
+    if n * count <= CHUNK:  # small enough for one host block: drawn there, moved in one transfer
+        host = np.empty((n, count))
+        for j in range(count):
+            host[:, j] = np.concatenate(list(_probe_chunks(n, key, start + j, kind)))
+        return backends.from_numpy(host, xp, device, dtype)
     kw = {} if device is None else {"device": device}
     out = xp.empty((n, count), dtype=dtype, **kw)
     for j in range(count):
-        scale = 1.0
-        if kind == "sphere":
-            sq = math.fsum(s for c in _chunks(n, key, start + j, kind) for s in _block_sums(c))
-            scale = 1.0 / np.sqrt(sq)
         lo = 0
-        for chunk in _chunks(n, key, start + j, kind):
-            if kind == "sphere":
-                chunk = chunk * scale
+        for chunk in _probe_chunks(n, key, start + j, kind):
             block = backends.from_numpy(chunk, xp, device, dtype)
             out = backends.assign(out, (slice(lo, lo + chunk.shape[0]), j), block)
             lo += chunk.shape[0]
     return out
+
+
+def _probe_chunks(n: int, key: int, i: int, kind: str) -> Any:
+    """Yield the float64 host chunks of probe ``i``, sphere probes scaled to unit norm."""
+    scale = 1.0
+    if kind == "sphere":
+        sq = math.fsum(s for c in _chunks(n, key, i, kind) for s in _block_sums(c))
+        scale = 1.0 / np.sqrt(sq)
+    for chunk in _chunks(n, key, i, kind):
+        yield chunk * scale if kind == "sphere" else chunk

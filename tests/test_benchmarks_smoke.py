@@ -73,3 +73,18 @@ def test_eigsh_wall_rows_count_products_and_agree_with_arpack(tmp_path):
     report.table("t", ["matrix", "wall"]).add("dense", res["specop"][1])
     report.finish(str(tmp_path / "eigsh_wall.json"))
     assert "| dense |" in build(tmp_path)
+
+
+def test_jax_calls_worker_times_a_first_call_and_counts_its_compiles(tmp_path):
+    pytest.importorskip("jax")
+    from benchmarks import jax_calls
+    from benchmarks.report import build
+
+    r = jax_calls.measure("trace Hutchinson", 40)
+    assert set(r) == {"first", "later", "numpy", "compiles_first", "compiles_later"}
+    assert r["first"] > 0 and r["later"] > 0 and r["numpy"] > 0
+    assert r["compiles_first"] > 0  # a fresh process: the first call compiles its programs
+    report = jax_calls.Report("jax_calls", "jax calls", True, "cpu")
+    report.table("t", ["operation", "first call s"]).add("trace Hutchinson", r["first"])
+    report.finish(str(tmp_path / "jax_calls.json"))
+    assert "| trace Hutchinson |" in build(tmp_path)

@@ -67,3 +67,31 @@ def test_eigsh_compiles_nothing_more_after_the_first_restarts(backend):
     assert short.restarts == 3 and not short.converged, (short.restarts, short.converged)
     assert long.restarts >= 10 and long.converged, (long.restarts, long.converged)
     assert grown == 0, f"eigsh: {long.restarts} restarts compiled {grown} programs more than 2 on the same shape"
+
+
+DENSITIES = {
+    "slq": lambda A, probes, steps: specop.spectral_density(A, num_probes=probes, steps=steps, seed=0),
+    "slq block": lambda A, probes, steps: specop.spectral_density(A, num_probes=2 * probes, steps=steps, block=2,
+                                                                  seed=0),
+    "kpm": lambda A, probes, steps: specop.spectral_density(A, method="kpm", num_probes=probes, degree=2 * steps,
+                                                            seed=0),
+    "trace slq": lambda A, probes, steps: specop.trace(A, method="slq", f="exp", num_probes=probes, steps=steps,
+                                                       reorth="none", seed=0),
+}
+
+
+@pytest.mark.parametrize("method", sorted(DENSITIES))
+def test_densities_compile_nothing_more_for_more_steps_and_probes(backend, method):
+    """SLQ and KPM: a run of more probes and more steps (or moments), on the shape of a short run, compiles no
+    program more (the steps, the probes and the host reads of the scalars change no shape)."""
+    n = 31  # a size the other tests do not use
+    rng = np.random.default_rng(5)
+    G = rng.standard_normal((n, n))
+    S = (G + G.T) / 2
+    run = DENSITIES[method]
+    short = run(specop.aslinearoperator(backend.asarray(S)), 1, 3)
+    before = backends.compile_count()
+    long = run(specop.aslinearoperator(backend.asarray(S + 0.5 * np.eye(n))), 3, 25)
+    grown = backends.compile_count() - before
+    assert long.matvecs > 3 * short.matvecs, (short.matvecs, long.matvecs)
+    assert grown == 0, f"{method}: a run of 3 probes and 25 steps compiled {grown} programs more than 1 and 3"

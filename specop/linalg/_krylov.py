@@ -35,7 +35,7 @@ from specop.operators.base import LinearOperator
 
 __all__ = ["RecurrenceView", "three_term", "three_term_unnormalized", "safe_norm", "normalize", "project_out",
            "first_breakdown", "reorth_policy",
-           "project_step", "pick_rows", "put_row", "put_rows", "rows_of",
+           "project_step", "lanczos_step", "pick_rows", "put_row", "put_rows", "rows_of",
            "NoReorth", "FullReorth", "SelectiveReorth", "HostTridiagonal"]
 
 
@@ -144,6 +144,19 @@ def project_step(xp: Any, B: Any, w: Any, rows: Any) -> tuple[Any, Any]:
     """
     w, h = _cgs2_masked(xp, B, w, rows)
     return w, xp.concat([h, xp.reshape(device_norm(xp, w), (1,))])
+
+
+@backends.kernel
+def lanczos_step(xp: Any, w: Any, q: Any, q_prev: Any, b_prev: Any) -> tuple[Any, Any, Any]:
+    """One unreorthogonalized Lanczos step after the product ``w = A q``, for compiling backends.
+
+    :func:`three_term`, ``beta = ||w||`` (:func:`specop.linalg._common.device_norm`) and the next vector
+    ``w / beta`` (``w`` itself at ``beta = 0``, a breakdown cut afterwards): ``(q_next, alpha, beta)``, one
+    program per shape (``q_prev``, ``b_prev`` None at the first step: a second program).
+    """
+    w, a = three_term(xp, w, q, q_prev, b_prev)
+    b = device_norm(xp, w)
+    return w / xp.where(b > 0, b, xp.ones_like(b)), a, b
 
 
 @backends.kernel
@@ -319,8 +332,8 @@ class HostTridiagonal:
         if not (self.pushed % self.every == 0 or last):
             return False
         lo = self.alpha.size
-        new_a = backends.to_numpy(xp.stack([p[0] for p in self.pending])).astype(np.float64)
-        new_b = backends.to_numpy(xp.stack([p[1] for p in self.pending])).astype(np.float64)
+        new_a = backends.stack_to_numpy([p[0] for p in self.pending]).astype(np.float64)
+        new_b = backends.stack_to_numpy([p[1] for p in self.pending]).astype(np.float64)
         self.pending = []
         alpha, beta = np.concatenate([self.alpha, new_a]), np.concatenate([self.beta, new_b])
         stop = first_breakdown(alpha, beta, lo, self.eps, self.anorm)

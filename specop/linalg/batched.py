@@ -44,8 +44,8 @@ def lanczos_columns(A: Any, V: Any, steps: int, rdt: Any, what: str,
         betas.append(b)
         # a column that broke down runs on (its beta guarded); the breakdown test (relative) runs afterwards
         Q_prev, b_prev, Q = Q, b, normalize(xp, W, b)
-    alpha = backends.to_numpy(xp.stack(alphas, axis=1)).astype(np.float64)
-    beta = backends.to_numpy(xp.stack(betas, axis=1)).astype(np.float64)
+    alpha = backends.stack_to_numpy(alphas, axis=1).astype(np.float64)
+    beta = backends.stack_to_numpy(betas, axis=1).astype(np.float64)
     eps = eps_of(A.dtype)
     out = []
     for c in range(alpha.shape[0]):

@@ -60,6 +60,25 @@ def estimate_bounds(A: Any, seed: Any, steps: int = 20, margin: float = 0.01) ->
     return (float(lo - margin * width), float(hi + margin * width)), res.matvecs
 
 
+def _dots(xp: Any, X: Any, Y: Any) -> Any:
+    """``X_c . Y_c`` of each column pair: a (b,) array."""
+    return xp.sum(X * Y, axis=0)
+
+
+@backends.kernel
+def _chebyshev_first(xp: Any, AV: Any, V: Any, center: Any, half: Any) -> tuple[Any, Any, list[Any]]:
+    """``(t_0, t_1, [(<t_0, t_0>, <t_0, t_1>)])`` from ``AV = A V``: the mapped operator's first product."""
+    T_cur = (AV - center * V) / half
+    return V, T_cur, [xp.stack([_dots(xp, V, V), _dots(xp, V, T_cur)])]
+
+
+@backends.kernel
+def _chebyshev_step(xp: Any, AT: Any, T_cur: Any, T_prev: Any, center: Any, half: Any) -> tuple[Any, Any]:
+    """``(t_{k+1}, [<t_k, t_k>, <t_{k+1}, t_k>])`` from ``AT = A t_k``: one step, one program on JAX."""
+    T_next = 2.0 * ((AT - center * T_cur) / half) - T_prev
+    return T_next, xp.stack([_dots(xp, T_cur, T_cur), _dots(xp, T_next, T_cur)])
+
+
 def chebyshev_moments(A: Any, V: Any, degree: int, bounds: tuple[float, float], rdt: Any,
                       what: str, estimated: bool = False, first: int = 0) -> tuple[np.ndarray, int]:
     """Moments ``v^T T_k(A_hat) v / v^T v`` for each column ``v`` of ``V`` (n, b).
@@ -73,24 +92,21 @@ def chebyshev_moments(A: Any, V: Any, degree: int, bounds: tuple[float, float], 
     lo, hi = bounds
     center, half = 0.5 * (hi + lo), 0.5 * (hi - lo)
 
-    def apply(T: Any) -> Any:
-        return (backends.astype(A.matmat(backends.astype(T, A.dtype, xp)), rdt, xp) - center * T) / half
-
-    def dots(X: Any, Y: Any) -> Any:
-        return xp.sum(X * Y, axis=0)
+    def product(T: Any) -> Any:
+        return backends.astype(A.matmat(backends.astype(T, A.dtype, xp)), rdt, xp)
 
     V = backends.astype(V, rdt, xp)
-    T_prev, T_cur = V, apply(V)
-    acc = [dots(V, V), dots(V, T_cur)]  # acc[k] gives mu_k (unnormalised, before doubling)
-    matvecs = 1
-    while len(acc) + 1 <= degree:  # acc holds mu_0..mu_{L-1}; one matvec adds mu_L, mu_{L+1}
-        T_next = 2.0 * apply(T_cur) - T_prev
+    T_prev, T_cur, acc = _chebyshev_first(xp, product(V), V, center, half)  # acc[k]: mu_k (raw, before doubling)
+    matvecs, count = 1, 2
+    while count + 1 <= degree:  # acc holds mu_0..mu_{L-1}; one matvec adds mu_L, mu_{L+1}
+        T_next, pair = _chebyshev_step(xp, product(T_cur), T_cur, T_prev, center, half)
         matvecs += 1
-        acc.extend([dots(T_cur, T_cur), dots(T_next, T_cur)])
+        acc.append(pair)
+        count += 2
         T_prev, T_cur = T_cur, T_next
-    if len(acc) == degree:  # even degree: mu_N = 2 <t_{N/2}, t_{N/2}> - mu_0 needs no matvec
-        acc.append(dots(T_cur, T_cur))
-    raw = backends.to_numpy(xp.stack(acc, axis=1)).astype(np.float64)[:, : degree + 1]
+    if count == degree:  # even degree: mu_N = 2 <t_{N/2}, t_{N/2}> - mu_0 needs no matvec
+        acc.append(xp.stack([_dots(xp, T_cur, T_cur)] * 2))  # one pair's shape; the copy is cut below
+    raw = np.concatenate(backends.stack_to_numpy(acc), axis=0).T.astype(np.float64)[:, : degree + 1]
     for c in np.flatnonzero(~np.isfinite(raw).all(axis=1)):
         i = int(np.flatnonzero(~np.isfinite(raw[c]))[0])
         # acc[0] = <v, v> needs no product; acc[2j-1], acc[2j] hold t_j, the product at step j - 1 (0-based)

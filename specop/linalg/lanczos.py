@@ -25,9 +25,11 @@ run: the Krylov space is invariant to that accuracy and ``T`` holds its spectrum
 The threshold is not ``O(eps)`` because in floating point the computed ``beta`` at
 exhaustion of an ``m``-dimensional Krylov space grows with ``m`` (observed up to
 ``4e5 eps ||A||`` for ten distinct eigenvalues): the rounding of earlier steps
-re-enters as components along other copies of repeated eigenvalues. On accelerators the scalars
-are read back to the host only every ``SYNC_EVERY`` steps (without reorthogonalization)
-so that the device is never stalled per step.
+re-enters as components along other copies of repeated eigenvalues. On accelerators the
+scalars are read back to the host only every ``SYNC_EVERY`` steps (not with ``"selective"``,
+whose omega recurrence reads them per step), and so they are on JAX's CPU without
+reorthogonalization, where a step is one compiled program after the product: the device is
+never stalled per step.
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ from specop.linalg._common import (
 from specop.linalg._krylov import (
     HostTridiagonal,
     RecurrenceView,
+    lanczos_step,
     normalize,
     project_out,
     reorth_policy,
@@ -171,7 +174,10 @@ def lanczos(A: Any, v0: Any = None, *, steps: int, reorth: str = "full", seed: A
     eps = eps_of(A.dtype)
     policy = reorth_policy(reorth, steps, max(eps, eps_of(rdt)))
     host = backends.is_host(xp, A.device)
-    T = HostTridiagonal(eps, 1 if (policy.needs_host_scalars or host) else SYNC_EVERY, "lanczos")
+    # where the backend compiles per shape (JAX), a step without reorthogonalization is one program and the scalars are
+    # read every SYNC_EVERY steps (each read would stall the queue of asynchronously dispatched programs)
+    fused = backends.compiles_per_shape(xp) and not policy.stores_basis
+    T = HostTridiagonal(eps, 1 if (policy.needs_host_scalars or host) and not fused else SYNC_EVERY, "lanczos")
     Av = RecurrenceView(A, rdt)
     B = None
     if policy.stores_basis or return_basis:
@@ -182,6 +188,14 @@ def lanczos(A: Any, v0: Any = None, *, steps: int, reorth: str = "full", seed: A
         return safe_norm(xp, u, host)
 
     for j in range(steps):
+        if fused:
+            q_next, a, b = lanczos_step(xp, Av @ q, q, q_prev, b_prev)
+            if T.push(xp, a, b, last=j + 1 == steps) or j + 1 == steps:
+                break
+            q_prev, b_prev, q = q, b, q_next
+            if B is not None:
+                B = backends.assign(B, j + 1, q)
+            continue
         w, a = three_term(xp, Av @ q, q, q_prev, b_prev, work)  # Golub & Van Loan Alg. 10.1.1
         w, b = policy(B, w, j, a, measure, final=j + 1 == steps)
         if T.push(xp, a, b, last=j + 1 == steps) or j + 1 == steps:

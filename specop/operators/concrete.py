@@ -39,6 +39,12 @@ def _equals_transpose(xp: Any, a: Any) -> Any:
     return xp.all(a == a.T)
 
 
+@backends.kernel
+def _column_product(xp: Any, M: Any, v: Any) -> Any:
+    """``M @ v`` of a vector, as the one-column product (one program on JAX: no eager indexing around it)."""
+    return (M @ v[:, None])[:, 0]
+
+
 class DenseOperator(LinearOperator):
     """A dense matrix held as an array of any backend.
 
@@ -68,6 +74,9 @@ class DenseOperator(LinearOperator):
 
     def _matmat(self, V: Any) -> Any:
         return self.array @ V
+
+    def _matvec(self, v: Any) -> Any:
+        return _column_product(self.xp, self.array, v)
 
     def _rmatmat(self, V: Any) -> Any:
         return _transposed_product(self.xp, self.array, V)
