@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from test_operators_strategies import Case, assert_close, eps, fro, matrices, run
 
 import specop
+import specop.sparse.linalg as ssl
 
 
 @st.composite
@@ -193,3 +194,21 @@ def _numpy():
     from conftest import Backend
 
     return Backend("numpy", specop.backends.namespace("numpy"))
+
+
+def test_a_scipy_operator_without_adjoint_is_refused_by_name_as_scipy_does():
+    """scipy's LinearOperator(matvec=...) without rmatvec given to an algorithm that needs A^T: scipy's
+    NotImplementedError (also specop's TypeError) naming rmatvec, not "'NoneType' object is not callable"."""
+    a = np.random.default_rng(0).standard_normal((8, 5))
+    op = spla.LinearOperator((8, 5), matvec=lambda v: a @ v, dtype=np.float64)
+    with pytest.raises(NotImplementedError, match="rmatvec is not defined"):
+        spla.lsqr(op, np.ones(8))  # scipy's own answer, which the drop-in mirrors
+    for call in (lambda: ssl.lsqr(op, np.ones(8)), lambda: ssl.lsmr(op, np.ones(8)),
+                 lambda: ssl.svds(op, k=2), lambda: specop.lsqr(op, np.ones(8)),
+                 lambda: specop.aslinearoperator(op).rmatvec(np.ones(8))):
+        with pytest.raises(NotImplementedError, match="rmatvec") as info:
+            call()
+        assert isinstance(info.value, TypeError)
+    both = spla.LinearOperator((8, 5), matvec=lambda v: a @ v, rmatvec=lambda v: a.T @ v, dtype=np.float64)
+    np.testing.assert_allclose(ssl.lsqr(both, np.ones(8), atol=1e-12, btol=1e-12)[0],
+                               np.linalg.lstsq(a, np.ones(8), rcond=None)[0], rtol=1e-8)

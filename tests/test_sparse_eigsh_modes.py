@@ -338,3 +338,37 @@ def test_complex_hermitian_pairs_match_dense_eigh(backend):
         np.testing.assert_allclose(vh.conj().T @ vh, np.eye(k), atol=1e-8)
 
     run(backend, prop, _hermitian(), max_examples=30)
+
+
+@pytest.mark.parametrize("general", [False, True])
+def test_sigma_at_an_eigenvalue_to_rounding_returns_no_wrong_pair(backend, general):
+    """sigma equal to an eigenvalue in floating point (a computed one passed back): OP's |nu| ~ 1e16 must not
+    pass the other pairs on its 100 eps ||OP|| floor. numpy (LU of A - sigma M) resolves every pair as scipy
+    does; an explicit inverse of the near-singular matrix (other backends) may instead raise
+    ArpackNoConvergence, whose partial pairs are right: no returned pair is wrong."""
+    if backend.name == "jax":
+        pytest.skip(JAX_LIGHT)
+    rng = np.random.default_rng(6)
+    q = np.linalg.qr(rng.standard_normal((25, 25)))[0]
+    a = q @ np.diag(np.linspace(-3.0, 5.0, 25)) @ q.T
+    a = (a + a.T) / 2
+    m = np.diag(np.linspace(1.0, 2.0, 25)) if general else None
+    exact = scipy.linalg.eigh(a, m, eigvals_only=True)
+    sigma = float(exact[5])
+    want = np.sort(exact[np.argsort(np.abs(exact - sigma), kind="stable")[:3]])
+    try:
+        w, v = ssl.eigsh(backend.asarray(a), 3, None if m is None else backend.asarray(m), sigma=sigma)
+    except ssl.ArpackNoConvergence as err:
+        assert backend.name != "numpy", "the LU path must resolve every pair"
+        w, v = err.eigenvalues, err.eigenvectors
+    wh, vh = backend.to_numpy(w), backend.to_numpy(v)
+    assert wh.size >= 1
+    np.testing.assert_allclose(wh, want[np.argmin(np.abs(want[:, None] - wh[None, :]), axis=0)], rtol=1e-10,
+                               atol=1e-10)
+    np.testing.assert_allclose(a @ vh, (vh if m is None else m @ vh) * wh, atol=1e-9)
+    if backend.name == "numpy":
+        np.testing.assert_allclose(wh, want, rtol=1e-10, atol=1e-10)
+        np.testing.assert_allclose(wh, np.sort(spla.eigsh(a, 3, m, sigma=sigma)[0]), rtol=1e-10)
+        sparse = ssl.eigsh(scipy.sparse.csr_array(a), 3, None if m is None else scipy.sparse.csr_array(m),
+                           sigma=sigma, return_eigenvectors=False)
+        np.testing.assert_allclose(np.sort(sparse), want, rtol=1e-10, atol=1e-10)

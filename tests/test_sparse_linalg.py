@@ -576,3 +576,25 @@ def test_docs_page_code_runs():
     namespace: dict = {}
     for block in blocks:
         exec(compile(block, "scipy_dropin.md", "exec"), namespace)  # the page's own code
+
+
+def test_a_vector_of_another_backend_names_the_argument_and_both_backends(backend):
+    """b, x0, v0 of another backend than A: TypeError naming the argument and both backends, before any arithmetic
+    (cg/minres/gmres used to fail in result_type with an AttributeError, eigsh with sigma in a reshape)."""
+    other_name = "torch" if backend.name != "torch" else "numpy"
+    other = pytest.importorskip(other_name) if other_name == "torch" else np
+    a = np.diag(np.arange(1.0, 9.0))
+    A, ones = backend.asarray(a), other.ones(8, dtype=other.float64)
+    calls = {
+        "b": [lambda: ssl.cg(A, ones), lambda: ssl.minres(A, ones), lambda: ssl.gmres(A, ones),
+              lambda: ssl.lsqr(A, ones), lambda: ssl.lsmr(A, ones)],
+        "x0": [lambda: ssl.cg(A, backend.asarray(np.ones(8)), x0=ones)],
+        "v0": [lambda: ssl.eigsh(A, 2, v0=ones), lambda: ssl.eigsh(A, 2, sigma=3.3, v0=ones)],
+    }
+    for name, fns in calls.items():
+        for fn in fns:
+            with pytest.raises(TypeError) as info:
+                fn()
+            message = str(info.value)
+            assert message.startswith(f"{name}:"), message
+            assert backends.backend_name(A) in message and other_name in message, message

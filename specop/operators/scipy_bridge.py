@@ -109,6 +109,10 @@ class ScipyOperator(LinearOperator):
     def _rmatmat(self, V: Any) -> Any:
         if self.is_symmetric:
             return self._matmat(V)
+        if _no_adjoint(self.op):  # scipy's own rmatmat would fail with "'NoneType' object is not callable"
+            raise NoAdjointError(f"ScipyOperator: the wrapped {type(self.op).__name__} of shape {self.shape} has no "
+                            "adjoint product (built without rmatvec= or rmatmat=); pass rmatvec= to scipy's "
+                            "LinearOperator, or symmetric=True to aslinearoperator if it is symmetric")
         return self._result(self.op.rmatmat(V), (self.shape[1], V.shape[1]), "rmatmat")
 
     def _result(self, y: Any, shape: tuple[int, int], which: str) -> np.ndarray:
@@ -121,6 +125,18 @@ class ScipyOperator(LinearOperator):
             raise fail(what, f"a real array of shape {shape}", Described(got),
                        TypeError if y.dtype.kind not in "fiu" else ValueError)
         return y.astype(self.dtype, copy=False)
+
+
+class NoAdjointError(TypeError, NotImplementedError):
+    """A product with the adjoint of an operator that has none: specop's ``TypeError`` and scipy's
+    ``NotImplementedError("rmatvec is not defined")`` at once (``specop.sparse.linalg`` mirrors scipy)."""
+
+
+def _no_adjoint(op: spla.LinearOperator) -> bool:
+    """Whether ``op`` is scipy's LinearOperator(matvec=...) built without ``rmatvec``/``rmatmat``."""
+    custom = "_CustomLinearOperator"
+    return (type(op).__name__ == custom and getattr(op, f"{custom}__rmatvec_impl", False) is None
+            and getattr(op, f"{custom}__rmatmat_impl", False) is None)
 
 
 def aslinearoperator(x: Any, *, symmetric: bool | None = None) -> LinearOperator:

@@ -111,6 +111,8 @@ def vector(op: _Base, x: Any, name: str, size: int, shape_of_a: tuple[int, int])
             x = backends.from_numpy(np.asarray(x, dtype=np.float64), op.xp, op.device, op.dtype)
         else:
             raise TypeError(f"{name}: expected a {op.backend} array, got {type(x).__name__}")
+    if (other := backends.backend_name(x)) != op.backend:  # before any arithmetic mixes the two
+        raise TypeError(f"{name}: the operator is a {op.backend} operator but the input is a {other} array")
     shape = tuple(x.shape)
     if shape not in ((size,), (size, 1)):
         raise ValueError(f"shapes of A {shape_of_a} and {name} {shape} are incompatible")

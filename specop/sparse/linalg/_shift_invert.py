@@ -44,7 +44,7 @@ from specop.operators import FunctionOperator
 from specop.operators import LinearOperator as _Base
 from specop.sparse.linalg._convert import not_yet, user_inverse
 
-__all__ = ["Plan", "plan", "back_transform", "INNER_FLOOR"]
+__all__ = ["Plan", "plan", "back_transform", "deflated_rerun", "INNER_FLOOR"]
 
 Map = Callable[[Any], Any]
 
@@ -270,3 +270,47 @@ def _host(B: _Base) -> Map:
         Y = B.matmat(backends.from_numpy(np.ascontiguousarray(X), B.xp, B.device, B.dtype))
         return np.asarray(backends.to_numpy(Y), dtype=np.float64)
     return apply
+
+
+class _Deflated(_Base):
+    """``P OP P`` with ``P = I - Y Y^T`` for orthonormal columns ``Y`` (eigenvectors of ``OP`` already resolved).
+
+    Near-singular ``A - sigma M`` (``sigma`` at an eigenvalue to rounding) gives ``OP`` a huge ``|nu|``
+    whose ``100 eps ||OP||`` acceptance floor passes every smaller pair unresolved; with those
+    eigenvectors projected out the remaining pairs meet their tolerance (Saad, *Numerical Methods
+    for Large Eigenvalue Problems*, 2nd ed., SIAM 2011, section 4.2, Wielandt/projection deflation).
+    """
+
+    def __init__(self, op: _Base, Y: Any) -> None:
+        self.op, self.Y = op, Y
+        super().__init__(op.shape, op.dtype, xp=op.xp, device=op.device, symmetric=True)
+
+    def _project(self, V: Any) -> Any:
+        return V - self.Y @ (self.Y.T @ V)
+
+    def _matmat(self, V: Any) -> Any:
+        return self._project(self.op.matmat(self._project(V)))
+
+
+def deflated_rerun(p: Plan, res: Any, keep: np.ndarray, k: int, which: str, tol: float, ncv: int | None,
+                   maxiter: int | None, seed: Any) -> Any:
+    """``res`` with the pairs outside ``keep`` recomputed on ``OP`` deflated by the pairs ``keep``.
+
+    The kept pairs and the new ones form one result (values, vectors, residuals, products, restarts).
+    """
+    from dataclasses import replace
+
+    from specop.linalg import eigsh as _eigsh
+
+    xp, op = p.op.xp, p.op
+    idx = backends.from_numpy(keep.astype(np.int64), xp, op.device)
+    Y = xp.take(res.eigenvectors, idx, axis=1)
+    k2 = k - keep.size
+    sub = _eigsh(_Deflated(op, Y), k2, which=which, tol=tol, maxiter=maxiter,
+                 ncv=None if ncv is None else max(min(ncv, op.shape[0] - keep.size), k2 + 1), seed=seed,
+                 check_symmetric=False)
+    return replace(res, eigenvalues=np.concatenate([res.eigenvalues[keep], sub.eigenvalues]),
+                   eigenvectors=xp.concat([Y, sub.eigenvectors], axis=1),
+                   residual_norms=np.concatenate([res.residual_norms[keep], sub.residual_norms]),
+                   matvecs=res.matvecs + sub.matvecs, converged=res.converged and sub.converged,
+                   restarts=res.restarts + sub.restarts)
