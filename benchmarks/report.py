@@ -45,11 +45,13 @@ runs of the same code on this day by up to 2x (torch at n = 1e6: 2.9-5.2 axpys p
 fixed mmap threshold 4.0-8.3; numpy 3.8-6.7), and the 2-process speedup between 1.48 and 1.90
 (the row without a process group, what two concurrent processes reach here, moved alike: 1.93-2.11).
 `solvers` ran later still, with one torch thread and single-threaded BLAS for every library
-(`OMP_NUM_THREADS=1 python -m benchmarks.solvers --threads 1`) while the machine was heavily shared
-(load average 13-17 on its 2 cores): its seconds are inflated and noisy (medians of 3 runs), its
-matvec and HVP counts are exact. `eigsh_modes` was rerun alone on an idle machine (load 0.2) with
-`OMP_NUM_THREADS=1`: its earlier run under the same heavy load had inflated every wall time by
-20-100x (specop's Python loop suffers most from the contention). `jax_calls` (first call of a fresh process and later
+(`OMP_NUM_THREADS=1 python -m benchmarks.solvers --threads 1`) while one other agent's work shared the
+machine (load average 2.3-3.7 on its 2 cores): its seconds are inflated (medians of 3 runs; the
+ratios are of runs back to back), its matvec and HVP counts are exact; its damped-Hessian table comes
+from a second run of the same script with curvlinops installed (its note says so). `eigsh_modes` was
+rerun with `OMP_NUM_THREADS=1` under a load average of 1.8-3.0 (an earlier run under a load of 13-17
+had inflated every wall time by 20-100x: specop's Python loop suffers most from the contention).
+`jax_calls` (first call of a fresh process and later
 calls on a JAX operator, against numpy) ran with `OMP_NUM_THREADS=1` while other work shared the machine
 (load average about 3.5, its note gives it): its seconds are inflated and its small numpy walls
 (milliseconds) noisy.
