@@ -192,3 +192,21 @@ def test_skipped_convergence_tests_only_delay_convergence(backend, monkeypatch):
             extra += max(res.matvecs - every.matvecs, 0)
             total += every.matvecs
     assert extra <= 0.01 * total, (extra, total)
+
+
+@pytest.mark.xfail(strict=True, reason="known bug, open: the acceptance floor 100 eps ||A|| accepts the pairs "
+                   "below a dominant eigenvalue unresolved (found 2026-12-02; see _locking.Acceptance._floor)")
+@pytest.mark.parametrize("dtype, top", [("float64", 1e14), ("float32", 1e4)])
+def test_pairs_under_a_dominant_eigenvalue_are_right_or_flagged(backend, dtype, top):
+    # a dominant outlier (a Hessian's top eigenvalue over its bulk) must not excuse the bulk pairs: scipy's
+    # ARPACK gets them to well within 10 eps ||A||; a "converged" result must be as right, or say it is not
+    if backend.name != "numpy":
+        pytest.skip("the acceptance rule is host code shared by every backend: numpy shows it")
+    n = 200
+    d = np.r_[top, np.linspace(1.0, 3.0, n - 1)]
+    res = specop.eigsh(specop.DiagonalOperator(d.astype(dtype)), k=3, which="LA",
+                       tol=1e-6 if dtype == "float32" else 1e-10)
+    want = np.sort(d)[-3:]
+    eps = float(np.finfo(dtype).eps)
+    assert not res.converged or np.all(np.abs(res.eigenvalues - want) <= 10 * eps * top), \
+        (res.eigenvalues, want, res.residual_norms)
