@@ -124,6 +124,14 @@ def test_known_symmetric_compositions_need_no_products(backend):
     assert not (B @ S).is_symmetric and not (B + S).is_symmetric
     with pytest.raises(ValueError, match="not symmetric"):
         specop.eigsh(B @ S, k=2)
+    assert (B + S).symmetry_known  # one non-symmetric term: the sum is not symmetric, by construction
+    # two non-symmetric terms may sum to a symmetric operator: refused as undeclared, not as non-symmetric
+    C = B + B.T
+    assert not C.is_symmetric and not C.symmetry_known
+    with pytest.raises(ValueError, match="not declared symmetric"):
+        specop.eigsh(C, k=2)
+    got = specop.eigsh(C, k=2, dense=False, ncv=6, seed=0, check_symmetric=False)
+    np.testing.assert_allclose(got.eigenvalues, np.linalg.eigvalsh(G + G.T)[-2:], rtol=1e-10)
 
 
 def test_symmetric_claims_pass_and_the_opt_out_runs(backend):

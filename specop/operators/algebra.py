@@ -81,9 +81,12 @@ class SumOperator(LinearOperator):
             if op.shape != first.shape:
                 raise ValueError(f"A + B: shapes {first.shape} and {op.shape} differ")
         self.ops: tuple[LinearOperator, ...] = tuple(flat)
+        # symmetric terms make a symmetric sum, and one non-symmetric term among them a non-symmetric one;
+        # two or more non-symmetric terms may sum to a symmetric operator (C + C.T): not known either way
+        asym = sum(not op.is_symmetric for op in flat)
         super().__init__(first.shape, _result_dtype(*flat), xp=first.xp, device=first.device,
-                         symmetric=all(op.is_symmetric for op in flat),
-                         symmetry_known=all(op.symmetry_known for op in flat))
+                         symmetric=asym == 0,
+                         symmetry_known=asym <= 1 and all(op.symmetry_known for op in flat))
 
     @property
     def args(self) -> tuple[Any, ...]:
