@@ -147,6 +147,7 @@ class _CG:
     def direction(self, s: dict[str, Any]) -> Any:
         return s["P"]
 
+
 def cg(A: Any, b: Any, *, x0: Any = None, rtol: float = 1e-5, atol: float = 0.0, maxiter: int | None = None,
        M: Any = None, callback: Callable[[Any], None] | None = None) -> SolveResult:
     """Solve ``A x = b`` for a symmetric positive definite ``A`` by (preconditioned) conjugate gradients.

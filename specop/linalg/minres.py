@@ -163,7 +163,6 @@ class _Minres:
         finite = xp.isfinite(alfa) & xp.isfinite(b2) & xp.isfinite(res)
         return s, res, xp.where(act & ~finite, xp.nan, code)
 
-
     def _vector_step(self, s: dict[str, Any]) -> np.ndarray:
         """:meth:`step` for one live column with host scalars and in-place vector updates; its report."""
         h, work, first, B = s["host"], s["work"], s["first"], backends
@@ -216,6 +215,7 @@ class _Minres:
         if not (math.isfinite(alfa) and math.isfinite(b2) and math.isfinite(res)):
             code = math.nan
         return np.array([[res], [code]])
+
 
 def minres(A: Any, b: Any, *, x0: Any = None, shift: float = 0.0, rtol: float = 1e-5, atol: float = 0.0,
            maxiter: int | None = None, M: Any = None, callback: Callable[[Any], None] | None = None) -> SolveResult:

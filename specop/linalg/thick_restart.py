@@ -255,7 +255,7 @@ class _ThickRestart(Acceptance):
             self.tnorm = max(self.tnorm, float(np.abs(hh).sum()), beta)
             invariant = beta <= self._invariance()
             size = j + 1
-            if not (invariant or size == m) and size - l >= 2 and skip:
+            if skip and not (invariant or size == m):  # (skip > 0 only after a test: size - l >= 2)
                 skip -= 1
             elif invariant or size == m or size - l >= 2:
                 theta, S = np.linalg.eigh(T[:size, :size])

@@ -111,8 +111,8 @@ class ScipyOperator(LinearOperator):
             return self._matmat(V)
         if _no_adjoint(self.op):  # scipy's own rmatmat would fail with "'NoneType' object is not callable"
             raise NoAdjointError(f"ScipyOperator: the wrapped {type(self.op).__name__} of shape {self.shape} has no "
-                            "adjoint product (built without rmatvec= or rmatmat=); pass rmatvec= to scipy's "
-                            "LinearOperator, or symmetric=True to aslinearoperator if it is symmetric")
+                                 "adjoint product (built without rmatvec= or rmatmat=); pass rmatvec= to scipy's "
+                                 "LinearOperator, or symmetric=True to aslinearoperator if it is symmetric")
         return self._result(self.op.rmatmat(V), (self.shape[1], V.shape[1]), "rmatmat")
 
     def _result(self, y: Any, shape: tuple[int, int], which: str) -> np.ndarray:
